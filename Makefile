@@ -1,0 +1,37 @@
+# voltha.envoy: the two commands users need are `make lab` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export STATE_DIR ?= $(CURDIR)/.state
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help setup test unit sanity lint integration molecule bench lab lab-down constraints clean
+
+help:
+	@echo "make lab    bring up the local lab"
+	@echo "make test   set up the machine, then run every test (unit, sanity, lint, integration, molecule)"
+	@echo "make bench  run the benchmarks and rewrite BENCHMARKS.md"
+	@echo "make setup  only prepare the machine (venv, Docker Engine, Consul, Envoy)"
+
+setup:
+	@$(PYTHON) scripts/setup.py
+
+test: setup
+	@scripts/run_tests.sh all
+
+unit integration sanity lint molecule: setup
+	@scripts/run_tests.sh $@
+
+bench: setup
+	@$(BIN)/python -m tests.bench
+
+# Regenerate the pinned versions from requirements/requirements.in in a scratch venv.
+constraints:
+	@rm -rf .state/constraints-venv && $(PYTHON) -m venv .state/constraints-venv
+	@.state/constraints-venv/bin/pip install -q -r requirements/requirements.in
+	@{ echo "# Exact versions for .venv (pip install -c). Regenerate with: make constraints"; \
+	   .state/constraints-venv/bin/pip freeze | sort -f; } > requirements/constraints.txt
+	@rm -rf .state/constraints-venv
+
+clean:
+	rm -rf $(VENV) collections/ansible_collections/voltha/envoy/tests/output .pytest_cache

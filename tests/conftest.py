@@ -1,0 +1,120 @@
+"""Fixtures that run the real parts: Consul dev agents, Envoy, the Docker Engine.
+
+Every process a fixture starts is stopped by its PID in the fixture's teardown, which pytest runs
+whether the test passed or failed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import envoy_version, find_envoy
+
+from tests.support.consul_agent import ConsulAgent
+from tests.support.envoy_proxy import EnvoyProxy
+from tests.support.paths import consul_binary
+
+
+def pytest_report_header(config):
+    lines = []
+    try:
+        envoy = find_envoy()
+        lines.append(f"envoy: {envoy_version(envoy)} at {envoy}")
+    except Exception as err:  # the header must not hide the real failure in the fixtures
+        lines.append(f"envoy: unavailable ({err})")
+    try:
+        consul = consul_binary()
+        out = subprocess.run([consul, "version"], capture_output=True, text=True, timeout=20).stdout
+        lines.append(f"consul: {out.splitlines()[0]} at {consul}")
+    except Exception as err:
+        lines.append(f"consul: unavailable ({err})")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def consul_agent(tmp_path_factory):
+    """One real Consul dev agent for the session; tests use their own keys."""
+    agent = ConsulAgent(tmp_path_factory.mktemp("consul"))
+    try:
+        yield agent.start()
+    finally:
+        agent.stop()
+
+
+@pytest.fixture
+def start_consul(tmp_path):
+    """Start private Consul agents (a test that stops or restarts Consul needs its own)."""
+    agents = []
+
+    def start(http_port=None):
+        agent = ConsulAgent(tmp_path / f"consul-{len(agents)}", http_port=http_port)
+        agents.append(agent)
+        return agent.start()
+
+    try:
+        yield start
+    finally:
+        for agent in agents:
+            agent.stop()
+
+
+@pytest.fixture
+def start_envoy(tmp_path):
+    """Start real Envoys from v3 bootstraps (dicts or YAML text)."""
+    proxies = []
+
+    def start(bootstrap, **kwargs):
+        proxy = EnvoyProxy(tmp_path / f"envoy-{len(proxies)}", bootstrap)
+        proxies.append(proxy)
+        return proxy.start(**kwargs)
+
+    try:
+        yield start
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    import docker
+
+    client = docker.from_env()
+    client.ping()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def cores():
+    """Three simulated VOLTHA cores (real gRPC servers) on loopback."""
+    from voltha_core_sim.server import CoreServer
+
+    servers = [CoreServer(f"core-{i}").start() for i in range(3)]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def start_envoyd(tmp_path):
+    """Start envoyd processes (each with its own Envoy); all are stopped by PID at teardown."""
+    from tests.support.envoyd_runner import Envoyd
+
+    daemons = []
+
+    def start(consul_address, reload="dynamic", extra=(), wait_healthy=True):
+        daemon = Envoyd(tmp_path / f"envoyd-{len(daemons)}", consul_address, reload, tuple(extra))
+        daemons.append(daemon)
+        return daemon.start(wait_healthy=wait_healthy)
+
+    try:
+        yield start
+    finally:
+        for daemon in daemons:
+            daemon.stop()

@@ -1,0 +1,16 @@
+"""Where the repository keeps things the tests need."""
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("STATE_DIR", REPO / ".state"))
+COLLECTION = REPO / "collections" / "ansible_collections" / "voltha" / "envoy"
+
+
+def consul_binary() -> str:
+    """The Consul that `make setup` chose (it links it at .state/bin/consul)."""
+    path = os.environ.get("CONSUL_BIN") or str(STATE / "bin" / "consul")
+    if not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"no Consul at {path}: run `make setup` first")
+    return path
