@@ -1,0 +1,161 @@
+# Copyright (c) voltha.envoy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""Envoy config files: validation with the real Envoy, atomic writes, and the dynamic file layout.
+
+The rendered config is always a complete static bootstrap: that is what Envoy validates
+(``--mode validate`` does not read the files behind ``path_config_source``). For the dynamic mode the
+same bootstrap is split into three files: a bootstrap whose listeners and clusters come from
+``lds.yaml`` and ``cds.yaml``, and those two resource files, which are replaced by rename.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+
+from ansible_collections.voltha.envoy.plugins.module_utils.assignment import host_kind
+from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import load_yaml
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+BOOTSTRAP_FILE, LDS_FILE, CDS_FILE, STATIC_FILE = "bootstrap.yaml", "lds.yaml", "cds.yaml", "envoy.yaml"
+
+
+class ConfigRejected(ValueError):
+    """Envoy rejected the config; the message is Envoy's reason."""
+
+
+def sha256_text(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_atomic(path, text, mode=0o644):
+    """Write text to path through a temporary file in the same directory and a rename.
+
+    Readers (Envoy's file watch among them) see the old file or the new one, never a partial one.
+    Returns False and writes nothing when the file already holds exactly this text.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    except OSError:
+        pass
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def config_shape(config):
+    """A digest of the config with each cluster endpoint reduced to what Envoy checks about it.
+
+    Two configs with the same shape differ only in endpoints whose addresses are of the same kind
+    (IPv4, IPv6, DNS name, each checked by the assignment's rules) and whose ports are valid, and in
+    how many such endpoints there are. Envoy accepts both or neither, so a shape it accepted once
+    need not be validated again. An endpoint that cannot be reduced keeps its exact value, so any
+    other difference means a new shape.
+    """
+    config = copy.deepcopy(config)
+    for cluster in (config.get("static_resources") or {}).get("clusters") or ():
+        for locality in (cluster.get("load_assignment") or {}).get("endpoints") or ():
+            reduced, seen = [], set()
+            for lb_endpoint in locality.get("lb_endpoints") or ():
+                address = ((lb_endpoint.get("endpoint") or {}).get("address") or {}).get("socket_address")
+                if isinstance(address, dict):
+                    host, port = address.get("address"), address.get("port_value")
+                    kind = host_kind(host) if isinstance(host, str) else None
+                    if kind and isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+                        address["address"], address["port_value"] = "<%s>" % kind, "<port>"
+                        lb_endpoint["endpoint"].pop("hostname", None)
+                key = json.dumps(lb_endpoint, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    reduced.append(lb_endpoint)
+            locality["lb_endpoints"] = reduced
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+class EnvoyValidator:
+    """Validates bootstraps with ``envoy --mode validate``; remembers the shapes Envoy accepted."""
+
+    def __init__(self, envoy_bin, workdir, use_shape_cache=True, timeout=60):
+        self.envoy_bin = envoy_bin
+        self.workdir = workdir
+        self.use_shape_cache = use_shape_cache
+        self.timeout = timeout
+        self._accepted_shapes = set()
+        self.envoy_runs = 0
+
+    def validate(self, text, config=None):
+        """Raise ConfigRejected with Envoy's reason, or return 'envoy' or 'shape-cache' (how it was checked)."""
+        config = load_yaml(text) if config is None else config
+        shape = config_shape(config) if self.use_shape_cache else None
+        if shape is not None and shape in self._accepted_shapes:
+            return "shape-cache"
+        self.run_envoy(text)
+        if shape is not None:
+            self._accepted_shapes.add(shape)
+        return "envoy"
+
+    def run_envoy(self, text):
+        fd, path = tempfile.mkstemp(prefix=".validate.", suffix=".yaml", dir=self.workdir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            self.envoy_runs += 1
+            proc = subprocess.run([self.envoy_bin, "--mode", "validate", "-c", path, "--log-level", "error",
+                                   "--concurrency", "1"], capture_output=True, text=True, timeout=self.timeout,
+                                  check=False)
+        finally:
+            os.unlink(path)
+        if proc.returncode != 0:
+            raise ConfigRejected(_envoy_reason(proc.stdout + proc.stderr))
+
+
+def _envoy_reason(output):
+    """The useful line of Envoy's validation output."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if "error initializing configuration" in line or "critical" in line:
+            return line.split("] ", 1)[-1][:2000]
+    return (lines[-1] if lines else "envoy --mode validate failed without output")[:2000]
+
+
+def split_dynamic(config, config_dir, node_id="envoyd", node_cluster="voltha"):
+    """Split a static bootstrap into (bootstrap, lds, cds) dicts for file-based dynamic config."""
+    bootstrap = copy.deepcopy(config)
+    static = bootstrap.pop("static_resources", None) or {}
+    listeners = static.pop("listeners", None) or []
+    clusters = static.pop("clusters", None) or []
+    if static:
+        bootstrap["static_resources"] = static  # secrets and the like stay static
+    node = bootstrap.setdefault("node", {})
+    node.setdefault("id", node_id)
+    node.setdefault("cluster", node_cluster)
+
+    def source(name):
+        return {"path_config_source": {"path": os.path.join(config_dir, name),
+                                       "watched_directory": {"path": config_dir}},
+                "resource_api_version": "V3"}
+
+    bootstrap["dynamic_resources"] = {"lds_config": source(LDS_FILE), "cds_config": source(CDS_FILE)}
+    lds = {"resources": [dict({"@type": LISTENER_TYPE}, **item) for item in listeners]}
+    cds = {"resources": [dict({"@type": CLUSTER_TYPE}, **item) for item in clusters]}
+    return bootstrap, lds, cds

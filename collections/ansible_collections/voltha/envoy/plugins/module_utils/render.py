@@ -1,0 +1,131 @@
+# Copyright (c) voltha.envoy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""Render an Envoy v3 bootstrap from a template, the core assignment and template variables.
+
+Safety by construction: the Jinja2 environment writes the result of every ``{{ expression }}`` as a
+JSON scalar (JSON is YAML), so a value from Consul is always one quoted string or number and can
+never add keys, lists or documents to the config. StrictUndefined turns a missing variable into an
+error that names it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+from collections import namedtuple
+
+from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_CORE_PORT, host_kind
+from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import YAMLError, load_yaml
+from ansible_collections.voltha.envoy.plugins.module_utils.voltha_template import VOLTHA_TEMPLATE
+
+try:
+    import jinja2
+except ImportError:  # reported by the caller that needs it
+    jinja2 = None
+
+
+class RenderError(ValueError):
+    """The template could not be rendered, or did not give an Envoy bootstrap."""
+
+
+# The rendered bootstrap as text (what is written and compared) and as data (what is split and checked).
+Rendered = namedtuple("Rendered", ["text", "config"])
+
+
+# Template variables the shipped template uses, with their defaults and types. User templates may
+# use any other names; those arrive as strings.
+DEFAULT_VARIABLES = {
+    "listen_address": "0.0.0.0",
+    "listen_port": 50555,
+    "admin_address": "127.0.0.1",
+    "admin_port": 8001,
+    "core_port": DEFAULT_CORE_PORT,
+    "access_log_path": "/dev/stdout",
+    "connect_timeout": "0.25s",
+    "buffer_limit_bytes": 1048576,
+    "listener_name": "voltha_nbi",
+    "cluster_name": "voltha-grpc",
+    "rr_cluster_name": "voltha-grpc-rr",
+    "route_prefix": "/voltha.",
+    "round_robin_methods": ["/voltha.VolthaGlobalService/CreateDevice", "/voltha.VolthaService/CreateDevice"],
+}
+_PORT_VARIABLES = ("listen_port", "admin_port", "core_port")
+
+
+def _json_scalar(value):
+    """Jinja2 finalize hook: every expression's output becomes JSON text."""
+    if jinja2 is not None and isinstance(value, jinja2.Undefined):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def parse_variables(pairs):
+    """Turn NAME=VALUE strings (from --var) into a dict, typing the shipped template's variables."""
+    result = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise RenderError("template variable %r must be NAME=VALUE" % pair)
+        result[name.strip()] = value
+    return result
+
+
+def merge_variables(overrides):
+    """Defaults plus overrides, with ports checked and converted to integers."""
+    merged = dict(DEFAULT_VARIABLES)
+    merged.update(overrides or {})
+    for name in _PORT_VARIABLES:
+        value = merged[name]
+        try:
+            port = int(value)
+        except (TypeError, ValueError):
+            port = None
+        lowest = 1 if name == "core_port" else 0  # 0 lets Envoy pick a free port (tests, labs)
+        if isinstance(value, bool) or port is None or not lowest <= port <= 65535:
+            raise RenderError("template variable %s must be a port from %d to 65535, got %s"
+                              % (name, lowest, json.dumps(value)))
+        merged[name] = port
+    if isinstance(merged["round_robin_methods"], str):
+        merged["round_robin_methods"] = [m.strip() for m in merged["round_robin_methods"].split(",") if m.strip()]
+    return merged
+
+
+class Renderer:
+    """A compiled template; render() is called once per assignment change."""
+
+    def __init__(self, template_text=None, variables=None, template_name="voltha"):
+        if jinja2 is None:
+            raise RenderError("the jinja2 Python library is required to render Envoy configs")
+        self.template_name = template_name
+        self.variables = merge_variables(variables)
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, finalize=_json_scalar, autoescape=False,
+                                 keep_trailing_newline=True)
+        try:
+            self._template = env.from_string(template_text if template_text is not None else VOLTHA_TEMPLATE)
+        except jinja2.TemplateSyntaxError as err:
+            raise RenderError("template %s line %s: %s" % (template_name, err.lineno, err.message))
+
+    def render(self, cores):
+        """Render the bootstrap for a tuple of Cores; raises RenderError naming the problem."""
+        context = dict(self.variables)
+        context["cores"] = [dict(prefix=c.prefix, id=c.id, host=c.host, port=c.port, kind=host_kind(c.host))
+                            for c in cores]
+        try:
+            text = self._template.render(context)
+        except jinja2.UndefinedError as err:
+            raise RenderError("template %s: %s (pass it with --var NAME=VALUE)" % (self.template_name, err.message))
+        except jinja2.TemplateError as err:
+            raise RenderError("template %s: %s" % (self.template_name, err))
+        return Rendered(text, load_bootstrap(text, self.template_name))
+
+
+def load_bootstrap(text, source="config"):
+    """Parse rendered text and check it is a YAML mapping, as an Envoy bootstrap is."""
+    try:
+        data = load_yaml(text)
+    except YAMLError as err:
+        raise RenderError("%s did not render valid YAML: %s" % (source, err))
+    if not isinstance(data, dict):
+        raise RenderError("%s must render a YAML mapping (an Envoy bootstrap), got %s" % (source, type(data).__name__))
+    return data

@@ -1,0 +1,226 @@
+"""envoyd against a real Consul, a real Envoy and real gRPC cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from tests.support.grpc_client import NbiClient
+from tests.support.processes import wait_for
+
+KEY = "service/voltha/data/core/assignment"
+
+
+def assignment(*servers) -> str:
+    return json.dumps({f"prefix-{s.core_id}": {"id": s.core_id, "host": "127.0.0.1", "port": s.port}
+                       for s in servers})
+
+
+def answered_by(client: NbiClient, calls: int = 12) -> set[str]:
+    return {client.create_device() for _ in range(calls)} | {client.get_voltha() for _ in range(calls)}
+
+
+def wait_routed_to(client: NbiClient, expected: set[str], timeout: float = 10.0) -> None:
+    wait_for(lambda: answered_by(client, 6) == expected, timeout, f"calls answered by exactly {sorted(expected)}")
+
+
+@pytest.fixture
+def kv(consul_agent):
+    client = consul_agent.client()
+    client.kv.delete(KEY)
+    yield client.kv
+    client.kv.delete(KEY)
+
+
+@pytest.mark.parametrize("reload", ["dynamic", "hot-restart"])
+def test_routes_to_assigned_cores_and_follows_changes(consul_agent, kv, cores, start_envoyd, reload):
+    kv.put(KEY, assignment(cores[0], cores[1]))
+    envoyd = start_envoyd(consul_agent.address, reload)
+    client = NbiClient(envoyd.nbi)
+    try:
+        creators = [client.create_device() for _ in range(8)]
+        assert set(creators) == {"core-0", "core-1"}
+        # Round robin: CreateDevice alternates between the two cores.
+        assert all(a != b for a, b in zip(creators, creators[1:])), creators
+        assert client.get_voltha() in {"core-0", "core-1"}
+
+        kv.put(KEY, assignment(cores[2]))
+        wait_routed_to(client, {"core-2"})
+        kv.put(KEY, assignment(*cores))
+        wait_routed_to(client, {"core-0", "core-1", "core-2"})
+    finally:
+        client.close()
+    assert envoyd.metric(f'envoyd_applies_total{{mode="{reload}"}}') == 3
+
+
+HOSTILE_HOSTS = [
+    '127.0.0.1", "port_value": 1}',
+    "127.0.0.1\n- endpoint: {address: {socket_address: {address: 10.0.0.1}}}",
+    "host: evil\nadmin: {}",
+    "{{ admin_port }}",
+    "'single'quote",
+    "a" * 10_000,
+    "",
+    "bad host name",
+]
+
+
+def bad_values(cores):
+    good = {"id": "core-x", "host": "127.0.0.1", "port": cores[2].port}
+    yield "not json", "assignment"
+    yield "[1, 2, 3]", "assignment"
+    yield '"just a string"', "assignment"
+    yield "{}", "assignment"
+    yield json.dumps({"p": "not an object"}), "assignment"
+    yield json.dumps({"p": dict(good, port="50556")}), "assignment"
+    yield json.dumps({"p": dict(good, port=0)}), "assignment"
+    yield json.dumps({"p": dict(good, port=70000)}), "assignment"
+    yield json.dumps({"p": dict(good, id=7)}), "assignment"
+    yield json.dumps({"p": dict(good), "q": dict(good)}), "assignment"  # duplicate id
+    for host in HOSTILE_HOSTS:
+        yield json.dumps({"p": dict(good, host=host)}), "assignment"
+    for core_id in ('x", "evil": "1', "line\nbreak: {}", "{{ 7 * 7 }}", "z" * 10_000):
+        yield json.dumps({"p": dict(good, id=core_id)}), None  # odd ids are data, not config
+
+
+def test_bad_data_keeps_the_last_good_config(consul_agent, kv, cores, start_envoyd):
+    kv.put(KEY, assignment(cores[0], cores[1]))
+    envoyd = start_envoyd(consul_agent.address)
+    client = NbiClient(envoyd.nbi)
+    try:
+        rejects = 0
+        for value, reason in bad_values(cores):
+            before_applies = envoyd.metric('envoyd_applies_total{mode="dynamic"}')
+            kv.put(KEY, value)
+            if reason is None:
+                # A hostile core id is quoted into the config and routes like any other.
+                envoyd.wait_metric('envoyd_applies_total{mode="dynamic"}', before_applies + 1)
+                wait_routed_to(client, {"core-2"})
+                kv.put(KEY, assignment(cores[0], cores[1]))
+                envoyd.wait_metric('envoyd_applies_total{mode="dynamic"}', before_applies + 2)
+                wait_routed_to(client, {"core-0", "core-1"})
+                continue
+            rejects += 1
+            envoyd.wait_metric(f'envoyd_rejects_total{{reason="{reason}"}}', rejects)
+            assert answered_by(client, 4) == {"core-0", "core-1"}, value[:200]
+        kv.delete(KEY)
+        time.sleep(0.3)
+        assert answered_by(client, 4) == {"core-0", "core-1"}
+        assert envoyd.healthy()
+        assert envoyd.process.alive()
+    finally:
+        client.close()
+    log = envoyd.log()
+    assert "field 'port' must be an integer from 1 to 65535, got 70000" in log
+    assert "field 'host' must be an IP address or a DNS name" in log
+    assert "duplicates core" in log
+    assert f"assignment key {KEY} does not exist" in log
+
+
+def test_identical_writes_reload_nothing(consul_agent, kv, cores, start_envoyd):
+    kv.put(KEY, assignment(cores[0]))
+    envoyd = start_envoyd(consul_agent.address, "hot-restart")
+    pids = envoyd.envoy_pids()
+    for _ in range(20):
+        kv.put(KEY, assignment(cores[0]))
+    # Same bytes: the watcher does not even report them; a reordered object renders equal bytes.
+    kv.put(KEY, json.dumps(dict(reversed(list(json.loads(assignment(cores[0])).items())))))
+    kv.put(KEY, json.dumps(json.loads(assignment(cores[0])), indent=4))
+    envoyd.wait_metric("envoyd_unchanged_total", 1)
+    assert envoyd.metric('envoyd_applies_total{mode="hot-restart"}') == 1
+    assert envoyd.envoy_pids() == pids
+
+
+def test_consul_down_and_back(start_consul, cores, start_envoyd):
+    agent = start_consul()
+    agent.client().kv.put(KEY, assignment(cores[0]))
+    envoyd = start_envoyd(agent.address, extra=("--consul-wait", "2s"))
+    client = NbiClient(envoyd.nbi)
+    try:
+        port = agent.http_port
+        agent.stop()
+        envoyd.wait_metric("envoyd_consul_errors_total", 2)
+        assert answered_by(client, 4) == {"core-0"}
+        assert envoyd.healthy()
+        # A dev agent starts empty: the key is missing, so the last good config stays.
+        agent = start_consul(http_port=port)
+        wait_for(lambda: "answers again" in envoyd.log(), 40, "envoyd to reconnect to consul")
+        assert answered_by(client, 4) == {"core-0"}
+        agent.client().kv.put(KEY, assignment(cores[1]))
+        wait_routed_to(client, {"core-1"}, timeout=20)
+    finally:
+        client.close()
+    assert envoyd.log().count("unreachable") == 1  # a change of state is logged once
+
+
+def test_envoy_killed_comes_back(consul_agent, kv, cores, start_envoyd):
+    kv.put(KEY, assignment(cores[1]))
+    envoyd = start_envoyd(consul_agent.address)
+    [pid] = envoyd.envoy_pids()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: envoyd.healthy() and envoyd.envoy_pids() not in ([], [pid]), 30, "a new Envoy")
+    client = NbiClient(envoyd.nbi)
+    try:
+        assert answered_by(client, 4) == {"core-1"}
+    finally:
+        client.close()
+    assert envoyd.metric("envoyd_envoy_restarts_total") == 1
+
+
+@pytest.mark.parametrize("reload", ["dynamic", "hot-restart"])
+def test_sigterm_leaves_nothing_running(consul_agent, kv, cores, start_envoyd, reload):
+    kv.put(KEY, assignment(cores[0]))
+    envoyd = start_envoyd(consul_agent.address, reload)
+    if reload == "hot-restart":
+        kv.put(KEY, assignment(cores[1]))
+        envoyd.wait_metric('envoyd_applies_total{mode="hot-restart"}', 2)
+    pids = [envoyd.process.pid] + envoyd.envoy_pids()
+    assert envoyd.stop() == 0
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}"), f"process {pid} still running"
+
+
+def test_sighup_renders_again_and_hands_over(consul_agent, kv, cores, start_envoyd):
+    kv.put(KEY, assignment(cores[0]))
+    envoyd = start_envoyd(consul_agent.address, "hot-restart")
+    first = envoyd.status()["envoy"][-1]
+    envoyd.process.signal(signal.SIGHUP)
+    wait_for(lambda: envoyd.status()["envoy"][-1]["epoch"] == first["epoch"] + 1 and envoyd.healthy(), 20,
+             "a new Envoy epoch after SIGHUP")
+    client = NbiClient(envoyd.nbi)
+    try:
+        assert answered_by(client, 4) == {"core-0"}
+    finally:
+        client.close()
+
+
+def test_status_reports_what_is_applied(consul_agent, kv, cores, start_envoyd):
+    kv.put(KEY, assignment(cores[0], cores[2]))
+    envoyd = start_envoyd(consul_agent.address)
+    status = envoyd.status()
+    assert status["healthy"] is True
+    assert [c["id"] for c in status["cores"]] == ["core-0", "core-2"]
+    assert status["envoy"][0]["live"] is True
+    metrics = envoyd.metrics()
+    assert metrics["envoyd_up"] == 1
+    assert metrics["envoyd_assignment_cores"] == 2
+    assert metrics["envoyd_change_to_applied_seconds_count"] == 1
+
+
+def test_unknown_key_waits_without_crashing(consul_agent, cores, start_envoyd):
+    key = f"test/{uuid.uuid4()}"
+    envoyd = start_envoyd(consul_agent.address, extra=("--assignment-key", key), wait_healthy=False)
+    wait_for(lambda: "does not exist" in envoyd.log(), 10, "the missing key to be reported")
+    assert not envoyd.healthy()
+    consul_agent.client().kv.put(key, assignment(cores[0]))
+    wait_for(envoyd.healthy, 15, "envoyd to serve once the key exists")
+    client = NbiClient(envoyd.nbi)
+    try:
+        assert answered_by(client, 2) == {"core-0"}
+    finally:
+        client.close()
