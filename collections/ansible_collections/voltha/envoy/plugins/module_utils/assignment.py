@@ -57,6 +57,14 @@ def host_kind(host):
     return None
 
 
+def _is_unicode_text(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _field_error(prefix, field, value, why):
     return AssignmentError("core %s: field %r %s, got %s" % (_show(prefix), field, why, _show(value)),
                            prefix=prefix, field=field, value=value)
@@ -73,6 +81,8 @@ def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT):
     core_id, host = entry["id"], entry["host"]
     if not isinstance(core_id, str) or not core_id.strip():
         raise _field_error(prefix, "id", core_id, "must be a non-empty string")
+    if not _is_unicode_text(core_id):
+        raise _field_error(prefix, "id", core_id, "must be valid Unicode text (it has a lone surrogate)")
     if not isinstance(host, str):
         raise _field_error(prefix, "host", host, "must be a string")
     if host_kind(host) is None:

@@ -53,11 +53,26 @@ DEFAULT_VARIABLES = {
 _PORT_VARIABLES = ("listen_port", "admin_port", "core_port")
 
 
+_YAML_BREAKS = (0x85, 0x2028, 0x2029, 0xFEFF)  # line breaks (folded to spaces) and the byte order mark
+
+
+def _yaml_literal(char):
+    """Whether a character stands for itself inside a YAML double-quoted scalar (else it is escaped)."""
+    code = ord(char)
+    return (code == 0x09 or 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF
+            or 0xE000 <= code <= 0xFFFD or code >= 0x10000) and code not in _YAML_BREAKS
+
+
 def _json_scalar(value):
-    """Jinja2 finalize hook: every expression's output becomes JSON text."""
+    """Jinja2 finalize hook: every expression's output becomes JSON text that YAML reads back equal.
+
+    Non-ASCII text is written as is (a JSON \\u escape of an astral character is a surrogate pair,
+    which YAML refuses); line breaks and characters outside YAML's printable set are escaped.
+    """
     if jinja2 is not None and isinstance(value, jinja2.Undefined):
         return value
-    return json.dumps(value, sort_keys=True)
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return "".join(c if _yaml_literal(c) else "\\u%04x" % ord(c) for c in text)
 
 
 def parse_variables(pairs):
