@@ -11,7 +11,7 @@ from .processes import ManagedProcess, free_port
 
 
 class ConsulAgent:
-    def __init__(self, workdir: Path, http_port: int | None = None):
+    def __init__(self, workdir: Path, http_port: int | None = None, extra_config: dict | None = None):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.http_port = http_port or free_port()
@@ -21,6 +21,7 @@ class ConsulAgent:
                       "server": free_port(), "dns": -1, "grpc": -1},
             "disable_update_check": True,
             "log_level": "warn",
+            **(extra_config or {}),
         }))
         self.process: ManagedProcess | None = None
 

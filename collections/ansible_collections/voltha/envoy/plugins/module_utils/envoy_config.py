@@ -5,14 +5,13 @@
 The rendered config is always a complete static bootstrap: that is what Envoy validates
 (``--mode validate`` does not read the files behind ``path_config_source``). For the dynamic mode the
 same bootstrap is split into three files: a bootstrap whose listeners and clusters come from
-``lds.yaml`` and ``cds.yaml``, and those two resource files, which are replaced by rename.
+``lds.json`` and ``cds.json``, and those two resource files, which are replaced by rename.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import copy
 import hashlib
 import json
 import os
@@ -24,7 +23,8 @@ from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import load_y
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-BOOTSTRAP_FILE, LDS_FILE, CDS_FILE, STATIC_FILE = "bootstrap.yaml", "lds.yaml", "cds.yaml", "envoy.yaml"
+BOOTSTRAP_FILE, LDS_FILE, CDS_FILE = "bootstrap.json", "lds.json", "cds.json"
+STATIC_FILE = "envoy.%s"  # the rendered static bootstrap, by its format: envoy.json or envoy.yaml
 
 
 class ConfigRejected(ValueError):
@@ -63,32 +63,58 @@ def write_atomic(path, text, mode=0o644):
     return True
 
 
+def _endpoint_shape(lb_endpoint, kinds):
+    """What Envoy checks about one endpoint of the shape the renderer builds: the kind of its host.
+
+    Anything else (other fields, an invalid host or port) keeps its exact value in the shape.
+    """
+    try:
+        endpoint = lb_endpoint["endpoint"]
+        address = endpoint["address"]["socket_address"]
+        host, port = address["address"], address["port_value"]
+        plain = (set(lb_endpoint) == {"endpoint"} and set(endpoint) <= {"address", "hostname"}
+                 and set(endpoint["address"]) == {"socket_address"} and set(address) == {"address", "port_value"}
+                 and isinstance(endpoint.get("hostname", ""), str))
+    except (TypeError, KeyError):
+        plain = False
+    if plain and isinstance(host, str) and isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+        if host not in kinds:
+            kinds[host] = host_kind(host)
+        if kinds[host]:
+            return "<endpoint %s>" % kinds[host]
+    return json.dumps(lb_endpoint, sort_keys=True)
+
+
+def _cluster_shape(cluster, kinds):
+    load_assignment = cluster.get("load_assignment") if isinstance(cluster, dict) else None
+    if not isinstance(load_assignment, dict):
+        return cluster
+    localities = []
+    for locality in load_assignment.get("endpoints") or ():
+        if isinstance(locality, dict):
+            shapes = []
+            for lb_endpoint in locality.get("lb_endpoints") or ():
+                shape = _endpoint_shape(lb_endpoint, kinds)
+                if shape not in shapes:
+                    shapes.append(shape)
+            locality = dict(locality, lb_endpoints=shapes)
+        localities.append(locality)
+    return dict(cluster, load_assignment=dict(load_assignment, endpoints=localities))
+
+
 def config_shape(config):
     """A digest of the config with each cluster endpoint reduced to what Envoy checks about it.
 
-    Two configs with the same shape differ only in endpoints whose addresses are of the same kind
-    (IPv4, IPv6, DNS name, each checked by the assignment's rules) and whose ports are valid, and in
-    how many such endpoints there are. Envoy accepts both or neither, so a shape it accepted once
-    need not be validated again. An endpoint that cannot be reduced keeps its exact value, so any
-    other difference means a new shape.
+    Two configs with the same shape differ only in endpoints whose hosts are of the same kinds (IPv4,
+    IPv6, DNS name, each checked by the assignment's rules), whose ports are valid and whose
+    hostnames are strings, and in how many such endpoints there are. Envoy accepts both or neither,
+    so a shape it accepted once need not be validated again. Any other difference is a new shape.
     """
-    config = copy.deepcopy(config)
-    for cluster in (config.get("static_resources") or {}).get("clusters") or ():
-        for locality in (cluster.get("load_assignment") or {}).get("endpoints") or ():
-            reduced, seen = [], set()
-            for lb_endpoint in locality.get("lb_endpoints") or ():
-                address = ((lb_endpoint.get("endpoint") or {}).get("address") or {}).get("socket_address")
-                if isinstance(address, dict):
-                    host, port = address.get("address"), address.get("port_value")
-                    kind = host_kind(host) if isinstance(host, str) else None
-                    if kind and isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
-                        address["address"], address["port_value"] = "<%s>" % kind, "<port>"
-                        lb_endpoint["endpoint"].pop("hostname", None)
-                key = json.dumps(lb_endpoint, sort_keys=True)
-                if key not in seen:
-                    seen.add(key)
-                    reduced.append(lb_endpoint)
-            locality["lb_endpoints"] = reduced
+    static = config.get("static_resources")
+    if isinstance(static, dict) and isinstance(static.get("clusters"), list):
+        kinds = {}
+        static = dict(static, clusters=[_cluster_shape(c, kinds) for c in static["clusters"]])
+        config = dict(config, static_resources=static)
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
@@ -103,19 +129,19 @@ class EnvoyValidator:
         self._accepted_shapes = set()
         self.envoy_runs = 0
 
-    def validate(self, text, config=None):
+    def validate(self, text, config=None, fmt="yaml"):
         """Raise ConfigRejected with Envoy's reason, or return 'envoy' or 'shape-cache' (how it was checked)."""
         config = load_yaml(text) if config is None else config
         shape = config_shape(config) if self.use_shape_cache else None
         if shape is not None and shape in self._accepted_shapes:
             return "shape-cache"
-        self.run_envoy(text)
+        self.run_envoy(text, fmt)
         if shape is not None:
             self._accepted_shapes.add(shape)
         return "envoy"
 
-    def run_envoy(self, text):
-        fd, path = tempfile.mkstemp(prefix=".validate.", suffix=".yaml", dir=self.workdir)
+    def run_envoy(self, text, fmt="yaml"):
+        fd, path = tempfile.mkstemp(prefix=".validate.", suffix="." + fmt, dir=self.workdir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -140,15 +166,16 @@ def _envoy_reason(output):
 
 def split_dynamic(config, config_dir, node_id="envoyd", node_cluster="voltha"):
     """Split a static bootstrap into (bootstrap, lds, cds) dicts for file-based dynamic config."""
-    bootstrap = copy.deepcopy(config)
-    static = bootstrap.pop("static_resources", None) or {}
+    bootstrap = dict(config)
+    static = dict(bootstrap.pop("static_resources", None) or {})
     listeners = static.pop("listeners", None) or []
     clusters = static.pop("clusters", None) or []
     if static:
         bootstrap["static_resources"] = static  # secrets and the like stay static
-    node = bootstrap.setdefault("node", {})
+    node = dict(bootstrap.get("node") or {})
     node.setdefault("id", node_id)
     node.setdefault("cluster", node_cluster)
+    bootstrap["node"] = node
 
     def source(name):
         return {"path_config_source": {"path": os.path.join(config_dir, name),
@@ -159,3 +186,8 @@ def split_dynamic(config, config_dir, node_id="envoyd", node_cluster="voltha"):
     lds = {"resources": [dict({"@type": LISTENER_TYPE}, **item) for item in listeners]}
     cds = {"resources": [dict({"@type": CLUSTER_TYPE}, **item) for item in clusters]}
     return bootstrap, lds, cds
+
+
+def dump_json(data):
+    """Config files envoyd writes itself are JSON: Envoy and Python both read it fast."""
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"

@@ -86,6 +86,7 @@ class EnvoySupervisor:
     """
 
     def __init__(self, envoy_bin, run_dir, base_id=None, drain_time=5.0, parent_shutdown_time=10.0,
+                 drain_strategy="immediate",
                  ready_timeout=60.0, log_path=None, log_level="info", concurrency=None, extra_args=(),
                  on_event=None, backoff_base=0.5, backoff_max=30.0):
         self.envoy_bin = envoy_bin
@@ -93,6 +94,7 @@ class EnvoySupervisor:
         self.base_id = base_id
         self.drain_time = drain_time
         self.parent_shutdown_time = parent_shutdown_time
+        self.drain_strategy = drain_strategy
         self.ready_timeout = ready_timeout
         self.log_path = log_path
         self.log_level = log_level
@@ -145,7 +147,7 @@ class EnvoySupervisor:
     def _argv(self, epoch, config_path, admin_address_path):
         argv = [self.envoy_bin, "-c", config_path, "--restart-epoch", str(epoch),
                 "--admin-address-path", admin_address_path, "--log-level", self.log_level,
-                "--drain-time-s", str(int(max(0, self.drain_time))),
+                "--drain-time-s", str(int(max(0, self.drain_time))), "--drain-strategy", self.drain_strategy,
                 "--parent-shutdown-time-s", str(int(max(1, self.parent_shutdown_time)))]
         if self.base_id is not None:
             argv += ["--base-id", str(self.base_id)]

@@ -31,13 +31,12 @@ from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection imp
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_watch import KeyWatcher, consul_kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import (
-    BOOTSTRAP_FILE, CDS_FILE, LDS_FILE, STATIC_FILE, ConfigRejected, EnvoyValidator, sha256_text, split_dynamic,
-    write_atomic)
+    BOOTSTRAP_FILE, CDS_FILE, LDS_FILE, STATIC_FILE, ConfigRejected, EnvoyValidator, dump_json, sha256_text,
+    split_dynamic, write_atomic)
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_process import EnvoyStartError, EnvoySupervisor
 from ansible_collections.voltha.envoy.plugins.module_utils.envoyd_settings import SettingsError, load_settings
 from ansible_collections.voltha.envoy.plugins.module_utils.metrics import Registry
 from ansible_collections.voltha.envoy.plugins.module_utils.render import Renderer, RenderError
-from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import dump_yaml
 
 LOG = logging.getLogger("envoyd")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -99,7 +98,7 @@ class ConfigApplier:
 
     def apply(self, value, dry_run=False):
         try:
-            cores, (text, config) = self.render(value)
+            cores, (text, config, fmt) = self.render(value)
         except AssignmentError as err:
             self.metrics.rejects.inc(reason="assignment")
             return ApplyResult(False, "assignment", str(err))
@@ -112,13 +111,13 @@ class ConfigApplier:
             self.metrics.unchanged.inc()
             return ApplyResult(False, "unchanged")
         try:
-            how = self.validator.validate(text, config)
+            how = self.validator.validate(text, config, fmt)
         except ConfigRejected as err:
             self.metrics.rejects.inc(reason="envoy")
             return ApplyResult(False, "envoy", str(err))
         self.metrics.validations.inc(by=how)
         try:
-            self.write_and_reload(text, config)
+            self.write_and_reload(text, config, fmt)
         except (EnvoyStartError, OSError) as err:
             self.metrics.rejects.inc(reason="apply")
             return ApplyResult(False, "apply", str(err))
@@ -129,21 +128,21 @@ class ConfigApplier:
         return ApplyResult(True, detail="%d cores, validated by %s, sha256 %s"
                            % (len(cores), how, sha256_text(text)[:12]))
 
-    def write_and_reload(self, text, config):
+    def write_and_reload(self, text, config, fmt):
         """Write the validated config; reload Envoy the way the settings say (no Envoy with --once)."""
         def path(name):
             return os.path.join(self.config_dir, name)
-        write_atomic(path(STATIC_FILE), text)
+        write_atomic(path(STATIC_FILE % fmt), text)
         if self.settings.reload == "hot-restart":
             if self.supervisor is not None:
-                self.supervisor.start(path(STATIC_FILE))
+                self.supervisor.start(path(STATIC_FILE % fmt))
             return
         bootstrap, lds, cds = split_dynamic(config, self.config_dir)
         version = sha256_text(text)[:16]
         # Clusters first, so that a new listener never points at a cluster Envoy does not have yet.
-        write_atomic(path(CDS_FILE), dump_yaml(dict(version_info=version, **cds)))
-        write_atomic(path(LDS_FILE), dump_yaml(dict(version_info=version, **lds)))
-        bootstrap_text = dump_yaml(bootstrap)
+        write_atomic(path(CDS_FILE), dump_json(dict(version_info=version, **cds)))
+        write_atomic(path(LDS_FILE), dump_json(dict(version_info=version, **lds)))
+        bootstrap_text = dump_json(bootstrap)
         write_atomic(path(BOOTSTRAP_FILE), bootstrap_text)
         if self.supervisor is not None and (bootstrap_text != self.applied_bootstrap or not self.supervisor.pids()):
             self.supervisor.start(path(BOOTSTRAP_FILE))
@@ -210,6 +209,7 @@ class Daemon:
             self.supervisor = EnvoySupervisor(
                 self.envoy_bin, os.path.abspath(settings.config_dir), base_id=settings.base_id,
                 drain_time=settings.drain_time_s, parent_shutdown_time=settings.parent_shutdown_time_s,
+                drain_strategy=settings.drain_strategy,
                 log_path=settings.envoy_log, log_level=settings.envoy_log_level,
                 concurrency=settings.envoy_concurrency, on_event=self._envoy_event,
                 # A resource file Envoy cannot fully parse is rejected rather than half applied.

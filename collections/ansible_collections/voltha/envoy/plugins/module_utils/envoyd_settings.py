@@ -47,6 +47,8 @@ OPTIONS = {
     "base_id": (None, int, "Envoy shared-memory base id (default: picked free by Envoy)"),
     "drain_time": ("5s", str, "how long an old Envoy drains after a hot restart or on SIGTERM"),
     "parent_shutdown_time": ("10s", str, "when the new Envoy ends the old one after a hot restart"),
+    "drain_strategy": ("immediate", str, "immediate (old connections are asked to go at once, so clients move "
+                                         "to the new config) or gradual (spread over the drain time)"),
     "envoy_log": (None, str, "Envoy's log file (default: envoyd's stderr)"),
     "envoy_log_level": ("warning", str, "Envoy's log level"),
     "envoy_concurrency": (None, int, "Envoy worker threads (default: one per core)"),
@@ -126,6 +128,8 @@ class Settings:
         self.__dict__.update(values)
         if self.reload not in ("dynamic", "hot-restart"):
             raise SettingsError("reload must be dynamic or hot-restart, got %r" % self.reload)
+        if self.drain_strategy not in ("immediate", "gradual"):
+            raise SettingsError("drain_strategy must be immediate or gradual, got %r" % self.drain_strategy)
         if self.validation not in ("envoy", "shape-cache"):
             raise SettingsError("validation must be envoy or shape-cache, got %r" % self.validation)
         self.wait_min, self.wait_max = parse_wait(self.wait)

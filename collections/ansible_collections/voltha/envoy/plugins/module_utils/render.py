@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import re
 from collections import namedtuple
 
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_CORE_PORT, host_kind
@@ -29,8 +30,9 @@ class RenderError(ValueError):
     """The template could not be rendered, or did not give an Envoy bootstrap."""
 
 
-# The rendered bootstrap as text (what is written and compared) and as data (what is split and checked).
-Rendered = namedtuple("Rendered", ["text", "config"])
+# The rendered bootstrap as text (what is written and compared), as data (what is split and checked),
+# and the text's format: "json" or "yaml" (Envoy picks its parser by the file's extension).
+Rendered = namedtuple("Rendered", ["text", "config", "format"])
 
 
 # Template variables the shipped template uses, with their defaults and types. User templates may
@@ -53,6 +55,7 @@ DEFAULT_VARIABLES = {
 _PORT_VARIABLES = ("listen_port", "admin_port", "core_port")
 
 
+_PLAIN_ASCII = re.compile(r"[\x20-\x7e]*\Z")
 _YAML_BREAKS = (0x85, 0x2028, 0x2029, 0xFEFF)  # line breaks (folded to spaces) and the byte order mark
 
 
@@ -72,6 +75,8 @@ def _json_scalar(value):
     if jinja2 is not None and isinstance(value, jinja2.Undefined):
         return value
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if _PLAIN_ASCII.match(text):
+        return text
     return "".join(c if _yaml_literal(c) else "\\u%04x" % ord(c) for c in text)
 
 
@@ -124,23 +129,44 @@ class Renderer:
     def render(self, cores):
         """Render the bootstrap for a tuple of Cores; raises RenderError naming the problem."""
         context = dict(self.variables)
-        context["cores"] = [dict(prefix=c.prefix, id=c.id, host=c.host, port=c.port, kind=host_kind(c.host))
-                            for c in cores]
+        context.update(template_context(cores))
         try:
             text = self._template.render(context)
         except jinja2.UndefinedError as err:
             raise RenderError("template %s: %s (pass it with --var NAME=VALUE)" % (self.template_name, err.message))
         except jinja2.TemplateError as err:
             raise RenderError("template %s: %s" % (self.template_name, err))
-        return Rendered(text, load_bootstrap(text, self.template_name))
+        config, fmt = load_bootstrap(text, self.template_name)
+        return Rendered(text, config, fmt)
+
+
+def template_context(cores):
+    """What a template gets from the assignment.
+
+    cores: one mapping per core (prefix, id, host, port, kind: ipv4, ipv6 or dns), for templates that
+    lay out endpoints themselves; lb_endpoints: the Envoy v3 LbEndpoint list for all cores, built
+    here (fast, and already in the right shape); cluster_type: STATIC when every host is an IP
+    address, else STRICT_DNS (Envoy resolves the names).
+    """
+    described = [dict(prefix=c.prefix, id=c.id, host=c.host, port=c.port, kind=host_kind(c.host)) for c in cores]
+    lb_endpoints = [{"endpoint": {"address": {"socket_address": {"address": c["host"], "port_value": c["port"]}},
+                                  "hostname": c["id"]}} for c in described]
+    all_ip = all(c["kind"] != "dns" for c in described)
+    return {"cores": described, "lb_endpoints": lb_endpoints, "cluster_type": "STATIC" if all_ip else "STRICT_DNS"}
 
 
 def load_bootstrap(text, source="config"):
-    """Parse rendered text and check it is a YAML mapping, as an Envoy bootstrap is."""
+    """Parse rendered text, JSON first (C speed) then YAML; check it is a mapping, as a bootstrap is.
+
+    Returns (config, "json" or "yaml").
+    """
     try:
-        data = load_yaml(text)
-    except YAMLError as err:
-        raise RenderError("%s did not render valid YAML: %s" % (source, err))
+        data, fmt = json.loads(text), "json"
+    except ValueError:
+        try:
+            data, fmt = load_yaml(text), "yaml"
+        except YAMLError as err:
+            raise RenderError("%s did not render valid JSON or YAML: %s" % (source, err))
     if not isinstance(data, dict):
-        raise RenderError("%s must render a YAML mapping (an Envoy bootstrap), got %s" % (source, type(data).__name__))
-    return data
+        raise RenderError("%s must render a mapping (an Envoy bootstrap), got %s" % (source, type(data).__name__))
+    return data, fmt

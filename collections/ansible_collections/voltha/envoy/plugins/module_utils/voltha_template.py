@@ -4,10 +4,15 @@
 
 Kept as a Python string so it travels with the code everywhere the code runs (the daemon, the
 container image, and Ansible modules on a remote host). Every ``{{ }}`` output is written as a JSON
-scalar by the renderer, so values never need quoting here and can never add configuration.
+value by the renderer, so values never need quoting here and can never add configuration.
+
+It is written in JSON (with Jinja comments) rather than YAML because JSON parses at C speed: with
+10,000 cores the rendered config is megabytes, and rendering is on the data path. The endpoints
+come as ``lb_endpoints``, a list the renderer builds from the validated cores.
 
 Routing (the seed's, on the v3 API): CreateDevice goes round-robin over every assigned core; every
-other ``/voltha.`` call goes to the core cluster. No route timeout: VOLTHA has streaming calls.
+other ``/voltha.`` call goes to the core cluster. No route timeout and no stream idle timeout:
+VOLTHA has long-lived streaming calls.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,66 +20,68 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 VOLTHA_TEMPLATE = """\
-# Envoy v3 bootstrap for the VOLTHA NBI, rendered by voltha.envoy from the core assignment.
-admin:
-  address:
-    socket_address: {address: {{ admin_address }}, port_value: {{ admin_port }}}
-static_resources:
-  listeners:
-    - name: {{ listener_name }}
-      address:
-        socket_address: {address: {{ listen_address }}, port_value: {{ listen_port }}}
-      per_connection_buffer_limit_bytes: {{ buffer_limit_bytes }}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: ingress_grpc
-                codec_type: AUTO
-                stream_idle_timeout: 0s
-                access_log:
-                  - name: envoy.access_loggers.file
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-                      path: {{ access_log_path }}
-                route_config:
-                  name: voltha
-                  virtual_hosts:
-                    - name: voltha
-                      domains: ["*"]
-                      routes:
+{# Envoy v3 bootstrap for the VOLTHA NBI, rendered by voltha.envoy from the core assignment. #}
+{
+  "admin": {
+    "address": {"socket_address": {"address": {{ admin_address }}, "port_value": {{ admin_port }}}}
+  },
+  "static_resources": {
+    "listeners": [{
+      "name": {{ listener_name }},
+      "address": {"socket_address": {"address": {{ listen_address }}, "port_value": {{ listen_port }}}},
+      "per_connection_buffer_limit_bytes": {{ buffer_limit_bytes }},
+      "filter_chains": [{"filters": [{
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+          "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+          "stat_prefix": "ingress_grpc",
+          "codec_type": "AUTO",
+          "stream_idle_timeout": "0s",
+          "access_log": [{
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+              "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+              "path": {{ access_log_path }}
+            }
+          }],
+          "route_config": {
+            "name": "voltha",
+            "virtual_hosts": [{
+              "name": "voltha",
+              "domains": ["*"],
+              "routes": [
 {%- for method in round_robin_methods %}
-                        - match: {prefix: {{ method }}}
-                          route: {cluster: {{ rr_cluster_name }}, timeout: 0s}
+                {"match": {"prefix": {{ method }}}, "route": {"cluster": {{ rr_cluster_name }}, "timeout": "0s"}},
 {%- endfor %}
-                        - match: {prefix: {{ route_prefix }}}
-                          route: {cluster: {{ cluster_name }}, timeout: 0s}
-                http_filters:
-                  - name: envoy.filters.http.router
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
+                {"match": {"prefix": {{ route_prefix }}}, "route": {"cluster": {{ cluster_name }}, "timeout": "0s"}}
+              ]
+            }]
+          },
+          "http_filters": [{
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+          }]
+        }
+      }]}]
+    }],
+    "clusters": [
 {%- for name in [cluster_name, rr_cluster_name] %}
-    - name: {{ name }}
-      type: {{ "STATIC" if cores | selectattr("kind", "equalto", "dns") | list | length == 0 else "STRICT_DNS" }}
-      connect_timeout: {{ connect_timeout }}
-      lb_policy: ROUND_ROBIN
-      per_connection_buffer_limit_bytes: {{ buffer_limit_bytes }}
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config:
-            http2_protocol_options: {}
-      load_assignment:
-        cluster_name: {{ name }}
-        endpoints:
-          - lb_endpoints:
-{%- for core in cores %}
-              - endpoint:
-                  address:
-                    socket_address: {address: {{ core.host }}, port_value: {{ core.port }}}
-                  hostname: {{ core.id }}
+      {
+        "name": {{ name }},
+        "type": {{ cluster_type }},
+        "connect_timeout": {{ connect_timeout }},
+        "lb_policy": "ROUND_ROBIN",
+        "per_connection_buffer_limit_bytes": {{ buffer_limit_bytes }},
+        "typed_extension_protocol_options": {
+          "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}
+          }
+        },
+        "load_assignment": {"cluster_name": {{ name }}, "endpoints": [{"lb_endpoints": {{ lb_endpoints }}}]}
+      }{% if not loop.last %},{% endif %}
 {%- endfor %}
-{%- endfor %}
+    ]
+  }
+}
 """
