@@ -20,7 +20,7 @@ from collections import namedtuple
 DEFAULT_KEY = "service/voltha/data/core/assignment"
 DEFAULT_CORE_PORT = 50556
 MAX_HOST_LENGTH = 253
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")  # used with match(): anchored at both ends
 
 
 class AssignmentError(ValueError):
@@ -43,7 +43,13 @@ def _show(value, limit=80):
 
 
 def host_kind(host):
-    """'ipv4', 'ipv6' or 'dns' for a valid host; None when it is neither an IP address nor a DNS name."""
+    """'ipv4', 'ipv6' or 'dns' for a valid host; None when it is neither an IP address nor a DNS name.
+
+    IPv6 scope ids (``fe80::1%eth0``) are refused: Envoy's socket addresses do not take them, and
+    Python's parser accepts any text after the ``%``.
+    """
+    if "%" in host:
+        return None
     try:
         return "ipv%d" % ipaddress.ip_address(host).version
     except ValueError:

@@ -35,11 +35,12 @@ class ConsulSettings:
         if scheme not in ("http", "https"):
             raise ConsulConfigError("consul scheme must be http or https, got %r" % (scheme,))
         try:
-            port = int(port)
+            number = -1 if isinstance(port, bool) else int(port)
         except (TypeError, ValueError):
-            port = -1
-        if not 1 <= port <= 65535:
+            number = -1
+        if not 1 <= number <= 65535:
             raise ConsulConfigError("consul port must be from 1 to 65535, got %r" % (port,))
+        port = number
         if bool(client_cert) != bool(client_key):
             raise ConsulConfigError("consul client_cert and client_key go together; got only %s"
                                     % ("client_cert" if client_cert else "client_key"))

@@ -53,9 +53,11 @@ class KeyWatcher:
 
     def next_index(self, new_index):
         new_index = int(new_index or 0)
+        if new_index < 1:
+            return 1  # never 0 from a broken answer: a request at index 0 does not block
         if new_index < self.index:
-            return 0
-        return max(new_index, 1)
+            return 0  # went backwards: start over with one non-blocking read
+        return new_index
 
     def poll_once(self):
         """One request; returns the delay to sleep before the next one."""

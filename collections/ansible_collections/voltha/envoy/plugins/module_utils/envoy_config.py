@@ -41,17 +41,21 @@ def write_atomic(path, text, mode=0o644):
     Readers (Envoy's file watch among them) see the old file or the new one, never a partial one.
     Returns False and writes nothing when the file already holds exactly this text.
     """
+    data = text.encode("utf-8")
     try:
-        with open(path, encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
+        if os.path.getsize(path) == len(data):
+            with open(path, "rb") as handle:
+                if handle.read() == data:
+                    if (os.stat(path).st_mode & 0o7777) != mode:
+                        os.chmod(path, mode)
+                    return False
     except OSError:
         pass
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
@@ -189,5 +193,5 @@ def split_dynamic(config, config_dir, node_id="envoyd", node_cluster="voltha"):
 
 
 def dump_json(data):
-    """Config files envoyd writes itself are JSON: Envoy and Python both read it fast."""
-    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    """Config files envoyd writes itself are compact JSON: Envoy and Python both read it fast."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"

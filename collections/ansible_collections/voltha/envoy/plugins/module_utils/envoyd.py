@@ -83,7 +83,7 @@ class ConfigApplier:
         self.renderer = Renderer(template_text, settings.variables, template_name=settings.template or "voltha")
         self.validator = EnvoyValidator(envoy_bin, self.config_dir,
                                         use_shape_cache=settings.validation == "shape-cache")
-        self.applied_text = None
+        self.applied_sha = None  # sha256 of the rendered text applied last (kept instead of megabytes of text)
         self.applied_bootstrap = None
         self.applied_cores = ()
 
@@ -107,7 +107,8 @@ class ConfigApplier:
             return ApplyResult(False, "render", str(err))
         if dry_run:
             return ApplyResult(True, "dry-run", text)
-        if text == self.applied_text:
+        sha = sha256_text(text)
+        if sha == self.applied_sha:
             self.metrics.unchanged.inc()
             return ApplyResult(False, "unchanged")
         try:
@@ -121,12 +122,11 @@ class ConfigApplier:
         except (EnvoyStartError, OSError) as err:
             self.metrics.rejects.inc(reason="apply")
             return ApplyResult(False, "apply", str(err))
-        self.applied_text, self.applied_cores = text, cores
+        self.applied_sha, self.applied_cores = sha, cores
         self.metrics.applies.inc(mode=self.settings.reload)
         self.metrics.cores.set(len(cores))
         self.metrics.last_apply.set(time.time())
-        return ApplyResult(True, detail="%d cores, validated by %s, sha256 %s"
-                           % (len(cores), how, sha256_text(text)[:12]))
+        return ApplyResult(True, detail="%d cores, validated by %s, sha256 %s" % (len(cores), how, sha[:12]))
 
     def write_and_reload(self, text, config, fmt):
         """Write the validated config; reload Envoy the way the settings say (no Envoy with --once)."""
@@ -138,7 +138,7 @@ class ConfigApplier:
                 self.supervisor.start(path(STATIC_FILE % fmt))
             return
         bootstrap, lds, cds = split_dynamic(config, self.config_dir)
-        version = sha256_text(text)[:16]
+        version = sha256_text(text)[:16]  # shown by Envoy as cds/lds version_text
         # Clusters first, so that a new listener never points at a cluster Envoy does not have yet.
         write_atomic(path(CDS_FILE), dump_json(dict(version_info=version, **cds)))
         write_atomic(path(LDS_FILE), dump_json(dict(version_info=version, **lds)))
@@ -232,7 +232,7 @@ class Daemon:
         LOG.log(logging.WARNING if name in ("died", "restart-failed") else logging.INFO, "envoy %s %s", name, detail)
 
     def healthy(self):
-        ok = self.supervisor is not None and self.supervisor.serving() and self.applier.applied_text is not None
+        ok = self.supervisor is not None and self.supervisor.serving() and self.applier.applied_sha is not None
         self.metrics.healthy.set(1 if ok else 0)
         return ok
 
@@ -243,7 +243,7 @@ class Daemon:
             "healthy": self.healthy(),
             "reload": self.settings.reload,
             "assignment_key": self.settings.assignment_key,
-            "applied_sha256": sha256_text(applier.applied_text) if applier.applied_text else None,
+            "applied_sha256": applier.applied_sha,
             "cores": [dict(core._asdict()) for core in applier.applied_cores],
             "state": self.state,
             "envoy": [{"epoch": g.epoch, "pid": g.pid, "alive": g.alive(), "live": bool(g.live_at)}

@@ -10,11 +10,12 @@ __metaclass__ = type
 
 import argparse
 import os
+import re
 
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
-    ConsulSettings, settings_from_environment, split_address)
-from ansible_collections.voltha.envoy.plugins.module_utils.render import parse_variables
+    ConsulConfigError, ConsulSettings, settings_from_environment, split_address)
+from ansible_collections.voltha.envoy.plugins.module_utils.render import RenderError, parse_variables
 from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import YAMLError, load_yaml
 
 
@@ -58,19 +59,18 @@ OPTIONS = {
 }
 
 
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)?\Z")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
 def parse_duration(text, name="duration"):
-    """'250ms', '2s', '1m', '1.5' (seconds) -> seconds as float."""
-    text = str(text).strip()
-    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if text.endswith(suffix) and text[:-len(suffix)].replace(".", "", 1).isdigit():
-            return float(text[:-len(suffix)]) * factor
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingsError("%s must be a duration like 250ms, 2s or 1m, got %r" % (name, text))
-    if value < 0:
+    """'250ms', '2s', '1m', '1.5' (seconds) -> seconds as float; never negative, NaN or infinite."""
+    match = _DURATION.match(str(text).strip())
+    if not match and str(text).strip().startswith("-"):
         raise SettingsError("%s must not be negative, got %r" % (name, text))
-    return value
+    if not match:
+        raise SettingsError("%s must be a duration like 250ms, 2s or 1m, got %r" % (name, text))
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def parse_wait(text):
@@ -89,7 +89,10 @@ def _convert(name, value, kind):
     if kind is bool:
         if isinstance(value, bool):
             return value
-        return str(value).strip().lower() in ("1", "true", "yes", "on")
+        word = str(value).strip().lower()
+        if word not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            raise SettingsError("%s must be true or false, got %r" % (name, value))
+        return word in ("1", "true", "yes", "on")
     if kind is int:
         try:
             return int(value)
@@ -191,8 +194,11 @@ def load_settings(argv=None, environ=None):
         else:
             value = list(default) if kind is list else default
         values[name] = _convert(name, value, kind)
-    consul_env = settings_from_environment(environ)
-    if "consul_addr" not in explicit and "host" in consul_env:
-        values["consul_addr"] = None  # CONSUL_HTTP_ADDR decides
     values["explicit"] = explicit
-    return Settings(values, consul_env)
+    try:
+        consul_env = settings_from_environment(environ)
+        if "consul_addr" not in explicit and "host" in consul_env:
+            values["consul_addr"] = None  # CONSUL_HTTP_ADDR decides
+        return Settings(values, consul_env)
+    except (ConsulConfigError, RenderError) as err:  # one kind of error for the caller: bad settings
+        raise SettingsError(str(err))

@@ -18,9 +18,17 @@ def _labels(names, values):
 
 
 def _number(value):
-    if value == float("inf"):
-        return "+Inf"
-    return repr(float(value)) if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "+Inf" if value > 0 else "-Inf"
+        return repr(value)
+    return str(value)
+
+
+def _help(text):
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 class _Metric:
@@ -42,7 +50,7 @@ class _Metric:
             return self._values.get(self._key(labels), 0)
 
     def lines(self):
-        out = ["# HELP %s %s" % (self.name, self.help), "# TYPE %s %s" % (self.name, self.kind)]
+        out = ["# HELP %s %s" % (self.name, _help(self.help)), "# TYPE %s %s" % (self.name, self.kind)]
         if not self._values and not self.labelnames:
             out.append("%s 0" % self.name)
         for key in sorted(self._values):
@@ -72,7 +80,7 @@ class Histogram(_Metric):
 
     def __init__(self, registry, name, help_text, buckets):
         super(Histogram, self).__init__(registry, name, help_text)
-        self.buckets = tuple(sorted(buckets)) + (float("inf"),)
+        self.buckets = tuple(sorted(b for b in buckets if b != float("inf"))) + (float("inf"),)
         self._counts = [0] * len(self.buckets)
         self._sum = 0.0
         self._count = 0
@@ -86,7 +94,7 @@ class Histogram(_Metric):
                     self._counts[i] += 1
 
     def lines(self):
-        out = ["# HELP %s %s" % (self.name, self.help), "# TYPE %s histogram" % self.name]
+        out = ["# HELP %s %s" % (self.name, _help(self.help)), "# TYPE %s histogram" % self.name]
         for bound, count in zip(self.buckets, self._counts):
             out.append('%s_bucket{le="%s"} %d' % (self.name, _number(bound), count))
         out.append("%s_sum %s" % (self.name, repr(self._sum)))

@@ -22,6 +22,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils.voltha_template impor
 
 try:
     import jinja2
+    import jinja2.meta
 except ImportError:  # reported by the caller that needs it
     jinja2 = None
 
@@ -121,26 +122,32 @@ class Renderer:
         self.variables = merge_variables(variables)
         env = jinja2.Environment(undefined=jinja2.StrictUndefined, finalize=_json_scalar, autoescape=False,
                                  keep_trailing_newline=True)
+        source = template_text if template_text is not None else VOLTHA_TEMPLATE
         try:
-            self._template = env.from_string(template_text if template_text is not None else VOLTHA_TEMPLATE)
+            self._template = env.from_string(source)
+            # Only what the template uses is built for it: with 10,000 cores each unused list costs megabytes.
+            self._uses = jinja2.meta.find_undeclared_variables(env.parse(source))
         except jinja2.TemplateSyntaxError as err:
             raise RenderError("template %s line %s: %s" % (template_name, err.lineno, err.message))
 
     def render(self, cores):
         """Render the bootstrap for a tuple of Cores; raises RenderError naming the problem."""
         context = dict(self.variables)
-        context.update(template_context(cores))
+        context.update(template_context(cores, self._uses))
         try:
             text = self._template.render(context)
         except jinja2.UndefinedError as err:
             raise RenderError("template %s: %s (pass it with --var NAME=VALUE)" % (self.template_name, err.message))
         except jinja2.TemplateError as err:
             raise RenderError("template %s: %s" % (self.template_name, err))
+        except Exception as err:  # a template's own expression failed (1/0, str + int): still the template's error
+            raise RenderError("template %s: %s: %s" % (self.template_name, type(err).__name__, err))
+        del context  # before the text is parsed: the peak memory of a large assignment
         config, fmt = load_bootstrap(text, self.template_name)
         return Rendered(text, config, fmt)
 
 
-def template_context(cores):
+def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type")):
     """What a template gets from the assignment.
 
     cores: one mapping per core (prefix, id, host, port, kind: ipv4, ipv6 or dns), for templates that
@@ -148,11 +155,16 @@ def template_context(cores):
     here (fast, and already in the right shape); cluster_type: STATIC when every host is an IP
     address, else STRICT_DNS (Envoy resolves the names).
     """
-    described = [dict(prefix=c.prefix, id=c.id, host=c.host, port=c.port, kind=host_kind(c.host)) for c in cores]
-    lb_endpoints = [{"endpoint": {"address": {"socket_address": {"address": c["host"], "port_value": c["port"]}},
-                                  "hostname": c["id"]}} for c in described]
-    all_ip = all(c["kind"] != "dns" for c in described)
-    return {"cores": described, "lb_endpoints": lb_endpoints, "cluster_type": "STATIC" if all_ip else "STRICT_DNS"}
+    kinds = [host_kind(c.host) for c in cores]
+    context = {"cluster_type": "STATIC" if "dns" not in kinds else "STRICT_DNS"}
+    if "cores" in uses:
+        context["cores"] = [dict(prefix=c.prefix, id=c.id, host=c.host, port=c.port, kind=kind)
+                            for c, kind in zip(cores, kinds)]
+    if "lb_endpoints" in uses:
+        context["lb_endpoints"] = [
+            {"endpoint": {"address": {"socket_address": {"address": c.host, "port_value": c.port}}, "hostname": c.id}}
+            for c in cores]
+    return context
 
 
 def load_bootstrap(text, source="config"):

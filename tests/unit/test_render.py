@@ -1,0 +1,233 @@
+"""Unit tests for the renderer (render.py): typed variables, JSON-quoted output, no injection."""
+
+import json
+import re
+
+import pytest
+import yaml
+from ansible_collections.voltha.envoy.plugins.module_utils.assignment import Core, parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils.render import (
+    DEFAULT_VARIABLES, Renderer, RenderError, merge_variables, parse_variables)
+
+LONG = "y" * 10000
+
+HOSTILE_IDS = [
+    '"', "'", '\\"', "\\", "a\nb", "a\r\nb", "a\rb", "key: value", "- item", "{a: b}", "[1, 2]",
+    '", "evil": "x', "---\nfoo: bar", "...", "{{ 7*7 }}", "{% for x in y %}{% endfor %}", "{# c #}",
+    "{{ cores }}", "#comment", "&a *a", "!!python/object/apply:os.system ['id']", "null", "true", "123", "1e3",
+    "~", "@type", "a\tb", "é", "😀", "\x00", "a\x01\x1fb", "a\x7fb", "a\x85b", "a\u2028b", "a\u2029b",
+    "\ufeffa", "a\x9fb", "a\ufffeb", " padded ", LONG, '"}]\n  evil: 1\n#', "hostname: other\n",
+    "\u2028 a \u2029",
+]
+
+
+# A hostname key (JSON or YAML style) and the one JSON string scalar after it, on the same line.
+HOSTNAME = re.compile(r'"?hostname"?[ \t]*:[ \t]*("(?:[^"\\\n]|\\.)*")')
+
+
+def cores_with_id(core_id):
+    return (Core("p", core_id, "10.0.0.1", 50556),)
+
+
+def endpoints(config, cluster=0):
+    cluster = config["static_resources"]["clusters"][cluster]
+    return [e["endpoint"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+
+
+def shape(data):
+    """The structure of data without its string and number leaves."""
+    if isinstance(data, dict):
+        return {k: shape(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [shape(v) for v in data]
+    return type(data).__name__
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return Renderer()
+
+
+# ------------------------------------------------------------------ the shipped template
+
+def test_default_render(renderer):
+    cores = parse_assignment({"b": {"id": "core-b", "host": "10.0.0.2", "port": 7},
+                              "a": {"id": "core-a", "host": "10.0.0.1"}})
+    rendered = renderer.render(cores)
+    text, config = rendered.text, rendered.config
+    assert yaml.safe_load(text) == config  # JSON or YAML, it is YAML
+    assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8001}
+    listener = config["static_resources"]["listeners"][0]
+    assert listener["name"] == "voltha_nbi"
+    assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 50555}
+    clusters = config["static_resources"]["clusters"]
+    assert [c["name"] for c in clusters] == ["voltha-grpc", "voltha-grpc-rr"]
+    assert {c["type"] for c in clusters} == {"STATIC"}
+    for index in range(2):
+        assert endpoints(config, index) == [
+            {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 50556}}, "hostname": "core-a"},
+            {"address": {"socket_address": {"address": "10.0.0.2", "port_value": 7}}, "hostname": "core-b"},
+        ]
+    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    assert [r["match"]["prefix"] for r in routes] == DEFAULT_VARIABLES["round_robin_methods"] + ["/voltha."]
+    assert [r["route"]["cluster"] for r in routes] == ["voltha-grpc-rr", "voltha-grpc-rr", "voltha-grpc"]
+
+
+def test_dns_host_makes_strict_dns(renderer):
+    cores = parse_assignment({"a": {"id": "a", "host": "10.0.0.1"}, "b": {"id": "b", "host": "core.example"}})
+    config = renderer.render(cores).config
+    assert {c["type"] for c in config["static_resources"]["clusters"]} == {"STRICT_DNS"}
+    v6 = renderer.render(parse_assignment({"a": {"id": "a", "host": "::1"}})).config
+    assert {c["type"] for c in v6["static_resources"]["clusters"]} == {"STATIC"}
+
+
+def test_equal_data_renders_equal_bytes(renderer):
+    one = parse_assignment('{"a": {"id": "x", "host": "10.0.0.1"}, "b": {"id": "y", "host": "10.0.0.2"}}')
+    two = parse_assignment('{"b": {"host": "10.0.0.2", "id": "y"}, "a": {"host": "10.0.0.1", "id": "x"}}')
+    assert renderer.render(one).text == renderer.render(two).text
+
+
+# ------------------------------------------------------------------ no injection
+
+@pytest.mark.parametrize("core_id", HOSTILE_IDS, ids=lambda h: repr(h)[:40])
+def test_hostile_id_is_one_json_scalar_and_reads_back_equal(renderer, core_id):
+    benign = renderer.render(cores_with_id("core-0"))
+    rendered = renderer.render(cores_with_id(core_id))
+    text, config = rendered.text, rendered.config
+    # The id is written as one double-quoted JSON string, once per cluster, and nowhere else.
+    scalars = HOSTNAME.findall(text)
+    assert len(scalars) == 2
+    for scalar in scalars:
+        assert json.loads(scalar) == core_id
+    assert text.count("\n") == benign.text.count("\n")  # no line added
+    # And YAML reads back exactly the id, with nothing added anywhere in the config.
+    for index in range(2):
+        assert [e["hostname"] for e in endpoints(config, index)] == [core_id]
+    assert shape(config) == shape(benign.config)
+    assert yaml.safe_load(text) == config
+
+
+def test_jinja_in_an_id_is_not_evaluated(renderer):
+    config = renderer.render(cores_with_id("{{ 7*7 }}")).config
+    assert endpoints(config)[0]["hostname"] == "{{ 7*7 }}"
+    assert "49" not in json.dumps(endpoints(config))
+
+
+def test_hostile_variable_is_quoted_too():
+    evil = 'x"\n      evil: 1\n{{ 7*7 }}'
+    rendered = Renderer(variables={"listener_name": evil, "access_log_path": "- a\n- b"}).render(cores_with_id("c"))
+    listener = rendered.config["static_resources"]["listeners"][0]
+    assert listener["name"] == evil
+    assert "evil" not in listener
+    assert shape(rendered.config) == shape(Renderer().render(cores_with_id("c")).config)
+
+
+def test_user_template_variables_arrive_as_strings():
+    variables = parse_variables(["x=1", "n=true"])
+    renderer = Renderer("a: {{ x }}\nb: {{ n }}\nc: {{ cores | length }}\n", variables=variables)
+    rendered = renderer.render(cores_with_id("c"))
+    assert rendered.text == 'a: "1"\nb: "true"\nc: 1\n'
+    assert rendered.config == {"a": "1", "b": "true", "c": 1}
+
+
+def test_core_fields_in_user_template():
+    template = "c: [{% for c in cores %}{{ [c.prefix, c.id, c.host, c.port, c.kind] }}{% endfor %}]\n"
+    config = Renderer(template).render((Core("p", "i", "h.example", 5),)).config
+    assert config == {"c": [["p", "i", "h.example", 5, "dns"]]}
+
+
+# ------------------------------------------------------------------ errors
+
+def test_syntax_error_names_template_and_line():
+    with pytest.raises(RenderError) as info:
+        Renderer("a: 1\nb: {{ x \n", template_name="mine.j2")
+    assert str(info.value).startswith("template mine.j2 line 2: ")
+
+
+def test_undefined_variable_is_named():
+    renderer = Renderer("a: {{ not_given }}\n", template_name="mine.j2")
+    with pytest.raises(RenderError) as info:
+        renderer.render(cores_with_id("c"))
+    assert str(info.value) == "template mine.j2: 'not_given' is undefined (pass it with --var NAME=VALUE)"
+
+
+def test_template_error_at_render_time():
+    with pytest.raises(RenderError, match="^template t: "):
+        Renderer("{{ x.y.z }}\n", template_name="t").render(())  # UndefinedError
+    with pytest.raises(RenderError, match="^template t: "):
+        Renderer("{{ [].missing() }}\n", template_name="t").render(())  # calling an undefined attribute
+
+
+@pytest.mark.parametrize("template", ["a: {{ listener_name + 1 }}\n", "a: {{ 1 / 0 }}\n"])
+def test_python_error_in_template_is_a_render_error(template):
+    with pytest.raises(RenderError, match="^template t: "):
+        Renderer(template, template_name="t").render(cores_with_id("c"))
+
+
+def test_template_must_render_a_mapping():
+    for template in ("- a\n- b\n", '["a", "b"]\n'):
+        with pytest.raises(RenderError, match=r"^t\.j2 must render a (YAML )?mapping \(an Envoy bootstrap\), got list"):
+            Renderer(template, template_name="t.j2").render(())
+    with pytest.raises(RenderError, match=r"^x must render a (YAML )?mapping \(an Envoy bootstrap\), got str$"):
+        Renderer("text\n", template_name="x").render(())
+
+
+def test_template_must_render_yaml():
+    with pytest.raises(RenderError, match=r"^t\.j2 did not render valid (JSON or )?YAML: "):
+        Renderer("a: [\n", template_name="t.j2").render(())
+
+
+def test_json_and_yaml_templates():
+    as_json = Renderer('{"a": {{ cores | length }}}\n').render(cores_with_id("c"))
+    as_yaml = Renderer("a: {{ cores | length }}\n").render(cores_with_id("c"))
+    assert as_json.config == as_yaml.config == {"a": 1}
+    # Envoy picks its parser by the file name: the renderer says which format the text is in.
+    assert (as_json.format, as_yaml.format) == ("json", "yaml")
+    assert Renderer().render(cores_with_id("c")).format == "json"
+
+
+# ------------------------------------------------------------------ variables
+
+def test_parse_variables():
+    assert parse_variables(None) == {}
+    assert parse_variables([" a =1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
+
+
+@pytest.mark.parametrize("pair", ["novalue", "=value", "  =value", ""])
+def test_parse_variables_names_the_bad_pair(pair):
+    with pytest.raises(RenderError) as info:
+        parse_variables([pair])
+    assert str(info.value) == "template variable %r must be NAME=VALUE" % pair
+
+
+def test_merge_variables_types_ports_and_methods():
+    merged = merge_variables({"listen_port": "9000", "admin_port": 0, "core_port": " 65535 ",
+                              "round_robin_methods": " /a.B/C , ,/d.E/F,", "other": "x"})
+    assert (merged["listen_port"], merged["admin_port"], merged["core_port"]) == (9000, 0, 65535)
+    assert merged["round_robin_methods"] == ["/a.B/C", "/d.E/F"]
+    assert merged["other"] == "x"
+    assert merged["cluster_name"] == DEFAULT_VARIABLES["cluster_name"]
+    assert merge_variables(None) == merge_variables({})
+    assert DEFAULT_VARIABLES["listen_port"] == 50555  # defaults are not changed by a merge
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("listen_port", "abc", 'template variable listen_port must be a port from 0 to 65535, got "abc"'),
+    ("listen_port", "65536", 'template variable listen_port must be a port from 0 to 65535, got "65536"'),
+    ("admin_port", -1, "template variable admin_port must be a port from 0 to 65535, got -1"),
+    ("admin_port", None, "template variable admin_port must be a port from 0 to 65535, got null"),
+    ("core_port", "0", 'template variable core_port must be a port from 1 to 65535, got "0"'),
+    ("core_port", True, "template variable core_port must be a port from 1 to 65535, got true"),
+    ("core_port", "8\n0", 'template variable core_port must be a port from 1 to 65535, got "8\\n0"'),
+    ("listen_port", "", 'template variable listen_port must be a port from 0 to 65535, got ""'),
+])
+def test_merge_variables_bad_port_names_variable_and_value(name, value, message):
+    with pytest.raises(RenderError) as info:
+        merge_variables({name: value})
+    assert str(info.value) == message
+
+
+def test_renderer_checks_variables():
+    with pytest.raises(RenderError, match="core_port"):
+        Renderer(variables={"core_port": "x"})
+    assert Renderer(variables={"core_port": "7"}).variables["core_port"] == 7
