@@ -24,6 +24,9 @@ from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import load_y
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 BOOTSTRAP_FILE, LDS_FILE, CDS_FILE = "bootstrap.json", "lds.json", "cds.json"
+# Envoy re-reads both resource files on any rename into the directory it watches, so they live in a
+# directory of their own: a write of another file must not cost a reload.
+RESOURCE_DIR = "xds"
 STATIC_FILE = "envoy.%s"  # the rendered static bootstrap, by its format: envoy.json or envoy.yaml
 
 
@@ -35,11 +38,13 @@ def sha256_text(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_atomic(path, text, mode=0o644):
+def write_atomic(path, text, mode=0o644, durable=False):
     """Write text to path through a temporary file in the same directory and a rename.
 
     Readers (Envoy's file watch among them) see the old file or the new one, never a partial one.
-    Returns False and writes nothing when the file already holds exactly this text.
+    Returns False and writes nothing when the file already holds exactly this text. durable=True
+    also fsyncs the file before the rename; envoyd does not need it (it renders every file again
+    from Consul when it starts) and an fsync costs milliseconds on the data path.
     """
     data = text.encode("utf-8")
     try:
@@ -56,8 +61,9 @@ def write_atomic(path, text, mode=0o644):
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
@@ -168,8 +174,9 @@ def _envoy_reason(output):
     return (lines[-1] if lines else "envoy --mode validate failed without output")[:2000]
 
 
-def split_dynamic(config, config_dir, node_id="envoyd", node_cluster="voltha"):
-    """Split a static bootstrap into (bootstrap, lds, cds) dicts for file-based dynamic config."""
+def split_dynamic(config, resource_dir, node_id="envoyd", node_cluster="voltha"):
+    """Split a static bootstrap into (bootstrap, lds, cds) dicts for file-based dynamic config,
+    with lds.json and cds.json in resource_dir."""
     bootstrap = dict(config)
     static = dict(bootstrap.pop("static_resources", None) or {})
     listeners = static.pop("listeners", None) or []
@@ -182,8 +189,8 @@ def split_dynamic(config, config_dir, node_id="envoyd", node_cluster="voltha"):
     bootstrap["node"] = node
 
     def source(name):
-        return {"path_config_source": {"path": os.path.join(config_dir, name),
-                                       "watched_directory": {"path": config_dir}},
+        return {"path_config_source": {"path": os.path.join(resource_dir, name),
+                                       "watched_directory": {"path": resource_dir}},
                 "resource_api_version": "V3"}
 
     bootstrap["dynamic_resources"] = {"lds_config": source(LDS_FILE), "cds_config": source(CDS_FILE)}

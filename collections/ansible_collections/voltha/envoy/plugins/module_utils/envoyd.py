@@ -31,7 +31,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection imp
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_watch import KeyWatcher, consul_kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import (
-    BOOTSTRAP_FILE, CDS_FILE, LDS_FILE, STATIC_FILE, ConfigRejected, EnvoyValidator, dump_json, sha256_text,
+    BOOTSTRAP_FILE, CDS_FILE, LDS_FILE, RESOURCE_DIR, STATIC_FILE, ConfigRejected, EnvoyValidator, dump_json, sha256_text,
     split_dynamic, write_atomic)
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_process import EnvoyStartError, EnvoySupervisor
 from ansible_collections.voltha.envoy.plugins.module_utils.envoyd_settings import SettingsError, load_settings
@@ -137,11 +137,14 @@ class ConfigApplier:
             if self.supervisor is not None:
                 self.supervisor.start(path(STATIC_FILE % fmt))
             return
-        bootstrap, lds, cds = split_dynamic(config, self.config_dir)
+        resource_dir = path(RESOURCE_DIR)
+        if not os.path.isdir(resource_dir):
+            os.makedirs(resource_dir)
+        bootstrap, lds, cds = split_dynamic(config, resource_dir)
         version = sha256_text(text)[:16]  # shown by Envoy as cds/lds version_text
         # Clusters first, so that a new listener never points at a cluster Envoy does not have yet.
-        write_atomic(path(CDS_FILE), dump_json(dict(version_info=version, **cds)))
-        write_atomic(path(LDS_FILE), dump_json(dict(version_info=version, **lds)))
+        write_atomic(os.path.join(resource_dir, CDS_FILE), dump_json(dict(version_info=version, **cds)))
+        write_atomic(os.path.join(resource_dir, LDS_FILE), dump_json(dict(version_info=version, **lds)))
         bootstrap_text = dump_json(bootstrap)
         write_atomic(path(BOOTSTRAP_FILE), bootstrap_text)
         if self.supervisor is not None and (bootstrap_text != self.applied_bootstrap or not self.supervisor.pids()):
