@@ -88,7 +88,7 @@ class EnvoySupervisor:
     def __init__(self, envoy_bin, run_dir, base_id=None, drain_time=5.0, parent_shutdown_time=10.0,
                  drain_strategy="immediate",
                  ready_timeout=60.0, log_path=None, log_level="info", concurrency=None, extra_args=(),
-                 on_event=None, backoff_base=0.5, backoff_max=30.0):
+                 on_event=None, on_exit=None, backoff_base=0.5, backoff_max=30.0):
         self.envoy_bin = envoy_bin
         self.run_dir = run_dir
         self.base_id = base_id
@@ -101,6 +101,7 @@ class EnvoySupervisor:
         self.concurrency = concurrency
         self.extra_args = tuple(extra_args)
         self.on_event = on_event or (lambda name, **fields: None)
+        self.on_exit = on_exit or (lambda: None)  # called from a waiter thread when any Envoy exits
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.generations = []  # oldest first; the last one is the current Envoy
@@ -175,7 +176,15 @@ class EnvoySupervisor:
         generation = EnvoyGeneration(epoch, popen, admin_address_path, time.monotonic())
         self.generations.append(generation)
         self.next_epoch = epoch + 1
+        # A thread waits on the process, so a death is noticed at once without polling.
+        waiter = threading.Thread(target=self._wait_exit, args=(popen,), name="envoy-%d-wait" % epoch)
+        waiter.daemon = True
+        waiter.start()
         return generation
+
+    def _wait_exit(self, popen):
+        popen.wait()
+        self.on_exit()
 
     def _wait_live(self, generation):
         deadline = time.monotonic() + self.ready_timeout
@@ -216,25 +225,29 @@ class EnvoySupervisor:
         self.generations = [g for g in self.generations if g.alive() or g is self.current]
 
     def check(self):
-        """Called periodically: reap old generations, and start Envoy again if the current one died."""
+        """Reap old generations and start Envoy again if the current one died (after a backoff).
+
+        Call it when on_exit fires; returns the seconds until it must be called again (a restart
+        is waiting out its backoff), or None when nothing is pending.
+        """
         with self.lock:
             if self.stopping or self.config_path is None:
-                return
+                return None
             current = self.current
             self._reap()
             if current is None or current.alive():
-                if current is not None and current.live_at and time.monotonic() - current.live_at > 30:
-                    self.deaths = 0  # it stayed up: the next death starts the backoff over
-                return
+                return None
             now = time.monotonic()
             if self.next_restart_at == 0.0:
+                if current.live_at and now - current.live_at > 30:
+                    self.deaths = 0  # it stayed up a while: the backoff starts over
                 self.deaths += 1
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (self.deaths - 1))
                 self.next_restart_at = now + delay
                 self.on_event("died", epoch=current.epoch, pid=current.pid, code=current.popen.returncode,
                               restart_in=round(delay, 3))
             if now < self.next_restart_at:
-                return
+                return self.next_restart_at - now
             self.next_restart_at = 0.0
             self.generations.remove(current)
             try:
@@ -242,8 +255,9 @@ class EnvoySupervisor:
             except (EnvoyStartError, OSError) as err:
                 self.generations.append(current)  # so the next check backs off further
                 self.on_event("restart-failed", error=str(err))
-                return
+                return self.check()
             self.on_event("restarted", epoch=generation.epoch, pid=generation.pid)
+            return None
 
     # ------------------------------------------------------------ stopping
 

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -167,6 +168,7 @@ class StatusServer:
                 elif self.path == "/status":
                     self._send(200, json.dumps(outer.status_report(), indent=2) + "\n", "application/json")
                 elif self.path == "/metrics":
+                    outer.healthy()  # envoyd_up is worked out when it is asked for
                     self._send(200, outer.metrics.registry.exposition(), "text/plain; version=0.0.4")
                 else:
                     self._send(404, "not found\n")
@@ -184,7 +186,9 @@ class StatusServer:
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
+        # No periodic wake-ups while idle: stop() wakes the loop with a connection of its own.
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 3600},
+                                       name="status", daemon=True)
 
     @property
     def address(self):
@@ -195,7 +199,14 @@ class StatusServer:
         self.thread.start()
 
     def stop(self):
-        self.server.shutdown()
+        stopper = threading.Thread(target=self.server.shutdown)
+        stopper.start()
+        while stopper.is_alive():
+            try:
+                socket.create_connection(self.server.server_address[:2], timeout=1).close()
+            except OSError:
+                pass
+            stopper.join(0.05)
         self.server.server_close()
 
 
@@ -215,6 +226,7 @@ class Daemon:
                 drain_strategy=settings.drain_strategy,
                 log_path=settings.envoy_log, log_level=settings.envoy_log_level,
                 concurrency=settings.envoy_concurrency, on_event=self._envoy_event,
+                on_exit=lambda: self.events.put(("envoy-exit",)),
                 # A resource file Envoy cannot fully parse is rejected rather than half applied.
                 extra_args=("--reject-unknown-dynamic-fields",))
         self.applier = ConfigApplier(settings, self.envoy_bin, self.metrics, self.supervisor)
@@ -369,14 +381,14 @@ class Daemon:
                  self.settings.consul.address, self.settings.reload)
         self.last_value = None
         pending = None
+        check_in = None  # seconds until the supervisor must look again; None: only when told
         try:
             while True:
                 if pending is None:
                     try:
-                        pending = self.events.get(timeout=0.5)
+                        pending = self.events.get(timeout=check_in)
                     except queue.Empty:
-                        self.supervisor.check()
-                        self.healthy()
+                        check_in = self.supervisor.check()
                         continue
                 event, pending = pending, None
                 if event[0] == "kv":
@@ -390,8 +402,7 @@ class Daemon:
                 elif event[0] == "term":
                     LOG.info("stopping: draining Envoy for %ss", self.settings.drain_time_s)
                     return 0
-                self.supervisor.check()
-                self.healthy()
+                check_in = self.supervisor.check()
         finally:
             self.stop_event.set()
             self.supervisor.stop()
