@@ -224,3 +224,83 @@ def test_unknown_key_waits_without_crashing(consul_agent, cores, start_envoyd):
         assert answered_by(client, 2) == {"core-0"}
     finally:
         client.close()
+
+
+def run_envoyd(*args, timeout=60):
+    import subprocess
+
+    from tests.support.envoyd_runner import envoyd_argv, envoyd_env
+    return subprocess.run(envoyd_argv(*args), capture_output=True, text=True, timeout=timeout, env=envoyd_env())
+
+
+def test_once_writes_a_validated_config_and_exits(consul_agent, kv, cores, tmp_path):
+    kv.put(KEY, assignment(cores[0], cores[1]))
+    config_dir = tmp_path / "once"
+    done = run_envoyd("--consul-addr", consul_agent.address, "--config-dir", str(config_dir), "--once")
+    assert done.returncode == 0, done.stderr
+    rendered = json.loads((config_dir / "envoy.json").read_text())
+    endpoints = rendered["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert [e["endpoint"]["hostname"] for e in endpoints] == ["core-0", "core-1"]
+    assert (config_dir / "xds" / "cds.json").exists() and (config_dir / "bootstrap.json").exists()
+
+
+def test_once_fails_on_bad_data_and_writes_nothing(consul_agent, kv, tmp_path):
+    kv.put(KEY, json.dumps({"p": {"id": "core-x", "host": "127.0.0.1", "port": 99999}}))
+    config_dir = tmp_path / "once"
+    done = run_envoyd("--consul-addr", consul_agent.address, "--config-dir", str(config_dir), "--once")
+    assert done.returncode == 1
+    assert "field 'port' must be an integer from 1 to 65535, got 99999" in done.stderr
+    assert not (config_dir / "envoy.json").exists()
+
+
+def test_once_fails_when_consul_is_unreachable(tmp_path):
+    from tests.support.processes import free_port
+
+    done = run_envoyd("--consul-addr", f"127.0.0.1:{free_port()}", "--config-dir", str(tmp_path / "c"), "--once")
+    assert done.returncode == 1
+    assert "cannot read service/voltha/data/core/assignment from consul" in done.stderr
+
+
+def test_dry_run_prints_and_writes_nothing(consul_agent, kv, cores, tmp_path):
+    kv.put(KEY, assignment(cores[2]))
+    config_dir = tmp_path / "dry"
+    done = run_envoyd("--consul-addr", consul_agent.address, "--config-dir", str(config_dir), "--dry-run",
+                      "--var", "listen_port=6000")
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    assert config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] == 6000
+    assert not list(config_dir.glob("*.json"))
+
+
+def test_bad_settings_are_named_not_tracebacks(tmp_path):
+    done = run_envoyd("--config-dir", str(tmp_path), "--reload", "sometimes")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "envoyd: reload must be dynamic or hot-restart, got 'sometimes'"
+    done = run_envoyd("--config-dir", str(tmp_path), "--consul-addr", "consul:http")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "consul:http" in done.stderr
+
+
+def test_quiescence_window_applies_the_last_of_a_burst(consul_agent, kv, cores, start_envoyd):
+    kv.put(KEY, assignment(cores[0]))
+    envoyd = start_envoyd(consul_agent.address, extra=("--wait", "300ms:2s"))
+    for server in (cores[1], cores[2], cores[0], cores[1]):
+        kv.put(KEY, assignment(server))
+        time.sleep(0.02)
+    envoyd.wait_metric('envoyd_applies_total{mode="dynamic"}', 2)
+    time.sleep(0.6)
+    assert envoyd.metric('envoyd_applies_total{mode="dynamic"}') == 2  # the burst became one apply
+    client = NbiClient(envoyd.nbi)
+    try:
+        assert answered_by(client, 4) == {"core-1"}
+    finally:
+        client.close()
+
+
+def test_sigusr1_reopens_envoy_logs(consul_agent, kv, cores, start_envoyd, tmp_path):
+    kv.put(KEY, assignment(cores[0]))
+    envoy_log = tmp_path / "envoy.log"
+    envoyd = start_envoyd(consul_agent.address, extra=("--envoy-log", str(envoy_log), "--envoy-log-level", "info"))
+    wait_for(envoy_log.exists, 10, "Envoy's log file")
+    envoy_log.rename(tmp_path / "envoy.log.1")
+    envoyd.process.signal(signal.SIGUSR1)
+    wait_for(envoy_log.exists, 10, "Envoy to reopen its log at the old path")
