@@ -16,7 +16,12 @@ stage_sanity() {
   (cd "$COLLECTION" && ansible-test sanity --venv --python 3.11 --color no)
 }
 
-stage_lint() { ansible-lint --offline --profile production --nocolor; }
+stage_lint() {
+  local rc=0
+  ruff check . || rc=1
+  ansible-lint --offline --profile production --nocolor || rc=1
+  return $rc
+}
 
 stage_integration() { pytest tests/integration -q; }
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import envoy_version, find_envoy
 
+from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import envoy_version, find_envoy
 from tests.support.consul_agent import ConsulAgent
 from tests.support.envoy_proxy import EnvoyProxy
 from tests.support.paths import consul_binary
@@ -42,38 +42,40 @@ def consul_agent(tmp_path_factory):
         agent.stop()
 
 
-@pytest.fixture
-def start_consul(tmp_path):
-    """Start private Consul agents (a test that stops or restarts Consul needs its own)."""
-    agents = []
+def stop_all_afterwards(make_started):
+    """A factory fixture's body: yields start(...), which records what it starts; all are stopped after."""
+    started = []
 
-    def start(http_port=None):
-        agent = ConsulAgent(tmp_path / f"consul-{len(agents)}", http_port=http_port)
-        agents.append(agent)
-        return agent.start()
+    def start(*args, **kwargs):
+        thing, begin = make_started(len(started), *args, **kwargs)
+        started.append(thing)  # recorded before it starts, so a failed start is stopped too
+        return begin()
 
     try:
         yield start
     finally:
-        for agent in agents:
-            agent.stop()
+        for thing in started:
+            thing.stop()
+
+
+@pytest.fixture
+def start_consul(tmp_path):
+    """Start private Consul agents (a test that stops or restarts Consul needs its own)."""
+    def make(n, http_port=None):
+        agent = ConsulAgent(tmp_path / f"consul-{n}", http_port=http_port)
+        return agent, agent.start
+
+    yield from stop_all_afterwards(make)
 
 
 @pytest.fixture
 def start_envoy(tmp_path):
     """Start real Envoys from v3 bootstraps (dicts or YAML text)."""
-    proxies = []
+    def make(n, bootstrap, **kwargs):
+        proxy = EnvoyProxy(tmp_path / f"envoy-{n}", bootstrap)
+        return proxy, lambda: proxy.start(**kwargs)
 
-    def start(bootstrap, **kwargs):
-        proxy = EnvoyProxy(tmp_path / f"envoy-{len(proxies)}", bootstrap)
-        proxies.append(proxy)
-        return proxy.start(**kwargs)
-
-    try:
-        yield start
-    finally:
-        for proxy in proxies:
-            proxy.stop()
+    yield from stop_all_afterwards(make)
 
 
 @pytest.fixture(scope="session")
@@ -106,15 +108,8 @@ def start_envoyd(tmp_path):
     """Start envoyd processes (each with its own Envoy); all are stopped by PID at teardown."""
     from tests.support.envoyd_runner import Envoyd
 
-    daemons = []
+    def make(n, consul_address, reload="dynamic", extra=(), wait_healthy=True):
+        daemon = Envoyd(tmp_path / f"envoyd-{n}", consul_address, reload, tuple(extra))
+        return daemon, lambda: daemon.start(wait_healthy=wait_healthy)
 
-    def start(consul_address, reload="dynamic", extra=(), wait_healthy=True):
-        daemon = Envoyd(tmp_path / f"envoyd-{len(daemons)}", consul_address, reload, tuple(extra))
-        daemons.append(daemon)
-        return daemon.start(wait_healthy=wait_healthy)
-
-    try:
-        yield start
-    finally:
-        for daemon in daemons:
-            daemon.stop()
+    yield from stop_all_afterwards(make)

@@ -73,7 +73,7 @@ class CoreServer:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self) -> "CoreServer":
+    def start(self) -> CoreServer:
         self.server.start()
         return self
 

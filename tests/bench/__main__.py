@@ -15,10 +15,18 @@ import time
 from pathlib import Path
 
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import envoy_version, find_envoy
-
 from tests.bench.harness import (
-    CoreProcesses, PacedLoad, cpu_seconds, envoy_stat, machine_facts, median, peak_rss_bytes, percentile,
-    rss_bytes, wait_for)
+    CoreProcesses,
+    PacedLoad,
+    cpu_seconds,
+    envoy_stat,
+    machine_facts,
+    median,
+    peak_rss_bytes,
+    percentile,
+    rss_bytes,
+    wait_for,
+)
 from tests.support.consul_agent import ConsulAgent
 from tests.support.envoyd_runner import Envoyd
 from tests.support.grpc_client import NbiClient
@@ -143,7 +151,7 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
         "# Benchmarks",
         "",
         f"Written by `make bench` ({' '.join(['python -m tests.bench'] + sys.argv[1:])}) on "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s. "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s. "
         "Everything below was measured in that one run, on the real parts: a Consul dev agent, Envoy, "
         "envoyd and simulated cores (gRPC servers, one process each), all on loopback.",
         "",
@@ -198,8 +206,9 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
     ]
     for r in results["scale"]:
         for row in r["rows"]:
+            mib, peak = row["rss"] / 2**20, row["peak_rss"] / 2**20
             lines.append(f"| {r['validation']} | {row['cores']:,} | {ms(median(row['samples']))} | "
-                         f"{ms(max(row['samples']))} | {row['rss'] / 2**20:.1f} MiB | {row['peak_rss'] / 2**20:.1f} MiB |")
+                         f"{ms(max(row['samples']))} | {mib:.1f} MiB | {peak:.1f} MiB |")
     lines += [
         "",
         "## Idle",

@@ -45,7 +45,7 @@ class CoreProcesses:
         self.ids = [f"core-{i}" for i in range(count)]
         self.processes: list[ManagedProcess] = []
 
-    def start(self) -> "CoreProcesses":
+    def start(self) -> CoreProcesses:
         import grpc
 
         for core_id, port in zip(self.ids, self.ports):
@@ -131,7 +131,7 @@ class PacedLoad:
         self.queue = ctx.Queue()
         self.process = ctx.Process(target=_load_worker, args=(address, rate, duration, self.queue), daemon=True)
 
-    def start(self) -> "PacedLoad":
+    def start(self) -> PacedLoad:
         self.process.start()
         return self
 

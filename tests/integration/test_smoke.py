@@ -7,6 +7,7 @@ import tarfile
 import urllib.request
 import uuid
 
+import docker.errors
 import pytest
 
 
@@ -73,5 +74,5 @@ def test_docker_engine_builds_from_scratch(docker_client):
         assert image.labels["org.voltha.envoy.test"] == "smoke"
     finally:
         docker_client.images.remove(image.id, force=True)
-    with pytest.raises(Exception):
+    with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(tag)

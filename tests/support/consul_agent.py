@@ -40,7 +40,7 @@ class ConsulAgent:
         except OSError:
             return False
 
-    def start(self, timeout: float = 30.0) -> "ConsulAgent":
+    def start(self, timeout: float = 30.0) -> ConsulAgent:
         argv = [consul_binary(), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
                 "-node", f"test-{self.http_port}", "-config-file", str(self.config_file)]
         self.process = ManagedProcess("consul", argv, self.workdir / "consul.log")

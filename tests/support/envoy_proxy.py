@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy
 
 from .processes import ManagedProcess
@@ -46,7 +47,7 @@ class EnvoyProxy:
                 return listener["local_address"]["socket_address"]["port_value"]
         raise KeyError(f"Envoy has no listener {name!r}")
 
-    def start(self, timeout: float = 30.0, extra_args: tuple[str, ...] = ()) -> "EnvoyProxy":
+    def start(self, timeout: float = 30.0, extra_args: tuple[str, ...] = ()) -> EnvoyProxy:
         argv = [find_envoy(), "-c", str(self.config_file), "--use-dynamic-base-id",
                 "--admin-address-path", str(self.admin_address_file), "--log-level", "warning", *extra_args]
         self.process = ManagedProcess("envoy", argv, self.workdir / "envoy.log")

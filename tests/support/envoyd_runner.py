@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .processes import ManagedProcess, free_port, wait_for
 from .paths import REPO
+from .processes import ManagedProcess, free_port, wait_for
 
 
 def envoyd_argv(*args: str) -> list[str]:
@@ -70,7 +70,7 @@ class Envoyd:
     def envoy_pids(self) -> list[int]:
         return [g["pid"] for g in self.status()["envoy"] if g["alive"]]
 
-    def start(self, wait_healthy: bool = True, timeout: float = 30.0) -> "Envoyd":
+    def start(self, wait_healthy: bool = True, timeout: float = 30.0) -> Envoyd:
         self.process = ManagedProcess("envoyd", self.argv, self.workdir / "envoyd.log", env=envoyd_env())
         if wait_healthy:
             self.process.wait_ready(self.healthy, timeout)

@@ -3,9 +3,17 @@
 import json
 
 import pytest
+
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import (
-    DEFAULT_CORE_PORT, AssignmentError, Core, assignment_to_dict, dump_assignment, host_kind, parse_assignment,
-    parse_core)
+    DEFAULT_CORE_PORT,
+    AssignmentError,
+    Core,
+    assignment_to_dict,
+    dump_assignment,
+    host_kind,
+    parse_assignment,
+    parse_core,
+)
 
 LONG = "x" * 10000
 

@@ -1,9 +1,14 @@
 """Unit tests for Consul connection settings (consul_connection.py); nothing talks to Consul."""
 
 import pytest
+
 from ansible_collections.voltha.envoy.plugins.module_utils import consul_connection
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
-    ConsulConfigError, ConsulSettings, settings_from_environment, split_address)
+    ConsulConfigError,
+    ConsulSettings,
+    settings_from_environment,
+    split_address,
+)
 
 SECRET = "b8e1c3a0-secret-token-4f1d"
 

@@ -1,6 +1,7 @@
 """Unit tests for KeyWatcher (consul_watch.py) with a fake fetch, clock and random source."""
 
 import pytest
+
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_watch import MISSING, KeyWatcher, consul_kv_fetcher
 
 

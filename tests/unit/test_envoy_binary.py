@@ -1,6 +1,7 @@
 import os
 
 import pytest
+
 from ansible_collections.voltha.envoy.plugins.module_utils import envoy_binary
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import EnvoyNotFound, find_envoy
 

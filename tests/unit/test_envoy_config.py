@@ -6,10 +6,20 @@ import stat
 
 import pytest
 import yaml
+
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import parse_assignment
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import (
-    CDS_FILE, CLUSTER_TYPE, LDS_FILE, LISTENER_TYPE, ConfigRejected, EnvoyValidator, config_shape, sha256_text,
-    split_dynamic, write_atomic)
+    CDS_FILE,
+    CLUSTER_TYPE,
+    LDS_FILE,
+    LISTENER_TYPE,
+    ConfigRejected,
+    EnvoyValidator,
+    config_shape,
+    sha256_text,
+    split_dynamic,
+    write_atomic,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils.render import Renderer
 
 RENDERER = Renderer()

@@ -3,9 +3,15 @@
 import math
 
 import pytest
+
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
 from ansible_collections.voltha.envoy.plugins.module_utils.envoyd_settings import (
-    OPTIONS, SettingsError, load_settings, parse_duration, parse_wait)
+    OPTIONS,
+    SettingsError,
+    load_settings,
+    parse_duration,
+    parse_wait,
+)
 
 
 def write(tmp_path, text, name="envoyd.yaml"):

@@ -4,6 +4,7 @@ import re
 import threading
 
 import pytest
+
 from ansible_collections.voltha.envoy.plugins.module_utils.metrics import Registry
 
 # One sample line of the text format 0.0.4: name, optional labels with escaped values, a number.

@@ -5,9 +5,15 @@ import re
 
 import pytest
 import yaml
+
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import Core, parse_assignment
 from ansible_collections.voltha.envoy.plugins.module_utils.render import (
-    DEFAULT_VARIABLES, Renderer, RenderError, merge_variables, parse_variables)
+    DEFAULT_VARIABLES,
+    Renderer,
+    RenderError,
+    merge_variables,
+    parse_variables,
+)
 
 LONG = "y" * 10000
 

@@ -32,8 +32,18 @@ from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection imp
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_watch import KeyWatcher, consul_kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import (
-    BOOTSTRAP_FILE, CDS_FILE, LDS_FILE, RESOURCE_DIR, STATIC_FILE, ConfigRejected, EnvoyValidator, dump_json, sha256_text,
-    split_dynamic, write_atomic)
+    BOOTSTRAP_FILE,
+    CDS_FILE,
+    LDS_FILE,
+    RESOURCE_DIR,
+    STATIC_FILE,
+    ConfigRejected,
+    EnvoyValidator,
+    dump_json,
+    sha256_text,
+    split_dynamic,
+    write_atomic,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_process import EnvoyStartError, EnvoySupervisor
 from ansible_collections.voltha.envoy.plugins.module_utils.envoyd_settings import SettingsError, load_settings
 from ansible_collections.voltha.envoy.plugins.module_utils.metrics import Registry

@@ -14,7 +14,11 @@ import re
 
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
-    ConsulConfigError, ConsulSettings, settings_from_environment, split_address)
+    ConsulConfigError,
+    ConsulSettings,
+    settings_from_environment,
+    split_address,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils.render import RenderError, parse_variables
 from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import YAMLError, load_yaml
 
@@ -183,7 +187,7 @@ def load_settings(argv=None, environ=None):
         if unknown:
             raise SettingsError("settings file %s has unknown keys: %s" % (config_file, ", ".join(unknown)))
     values, explicit = {}, {}
-    for name, (default, kind, dummy) in OPTIONS.items():
+    for name, (default, kind, _help) in OPTIONS.items():
         env_name = "ENVOYD_" + name.upper()
         if name in args:
             value, explicit[name] = args[name], True

@@ -17,8 +17,8 @@ import re
 from collections import namedtuple
 
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_CORE_PORT, host_kind
-from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import YAMLError, load_yaml
 from ansible_collections.voltha.envoy.plugins.module_utils.voltha_template import VOLTHA_TEMPLATE
+from ansible_collections.voltha.envoy.plugins.module_utils.yaml_io import YAMLError, load_yaml
 
 try:
     import jinja2
