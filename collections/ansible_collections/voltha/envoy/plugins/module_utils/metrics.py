@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import threading
 
 
@@ -19,7 +20,7 @@ def _labels(names, values):
 
 def _number(value):
     if isinstance(value, float):
-        if value != value:
+        if math.isnan(value):
             return "NaN"
         if value in (float("inf"), float("-inf")):
             return "+Inf" if value > 0 else "-Inf"
