@@ -25,6 +25,13 @@ unit integration sanity lint molecule: setup
 bench: setup
 	@$(BIN)/python -m tests.bench
 
+# The local lab as processes (Consul, simulated cores, envoyd + Envoy); `make lab-down` stops it.
+lab: setup
+	@$(BIN)/python scripts/lab.py up
+
+lab-down:
+	@$(BIN)/python scripts/lab.py down
+
 # Regenerate the pinned versions from requirements/requirements.in in a scratch venv.
 constraints:
 	@rm -rf .state/constraints-venv && $(PYTHON) -m venv .state/constraints-venv

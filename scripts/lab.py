@@ -1,0 +1,145 @@
+"""The local lab as processes on this machine: Consul, three simulated cores, envoyd with Envoy.
+
+    python scripts/lab.py up      start everything, write the assignment, make a smoke call
+    python scripts/lab.py down    stop what `up` started (by the PIDs it recorded)
+    python scripts/lab.py status  show what runs
+
+Ports (all on 127.0.0.1 except the NBI): Consul HTTP 8500, cores 50556-50558, the NBI 50555 on
+0.0.0.0, Envoy admin 8001, envoyd status 8080. State, logs and PIDs are in .state/lab/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("STATE_DIR", REPO / ".state")) / "lab"
+PYTHON = REPO / ".venv" / "bin" / "python"
+CONSUL_PORT, NBI_PORT, ADMIN_PORT, STATUS_PORT = 8500, 50555, 8001, 8080
+CORE_PORTS = (50556, 50557, 50558)
+KEY = "service/voltha/data/core/assignment"
+
+
+def env() -> dict:
+    result = dict(os.environ)
+    result["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(REPO / "src")])
+    return result
+
+
+def pids() -> dict[str, int]:
+    path = STATE / "pids.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def start(name: str, argv: list[str], started: dict[str, int]) -> None:
+    log = open(STATE / f"{name}.log", "ab")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env(), cwd=STATE)
+    started[name] = proc.pid
+    (STATE / "pids.json").write_text(json.dumps(started, indent=1))
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def wait(what: str, check, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"lab: {what} did not come up within {timeout:.0f}s; see the logs in {STATE}")
+
+
+def up() -> int:
+    STATE.mkdir(parents=True, exist_ok=True)
+    started = {name: pid for name, pid in pids().items() if alive(pid)}
+    if set(started) == {"consul", "envoyd", *(f"vcore{i}" for i in range(1, len(CORE_PORTS) + 1))}:
+        print("lab: already up")
+        return smoke()
+    down(quiet=True)
+    started = {}
+    t0 = time.monotonic()
+    (STATE / "consul.json").write_text(json.dumps({"ports": {"http": CONSUL_PORT, "dns": -1, "grpc": -1},
+                                                   "disable_update_check": True, "log_level": "warn"}))
+    start("consul", [str(Path(os.environ.get("STATE_DIR", REPO / ".state")) / "bin" / "consul"), "agent", "-dev",
+                     "-bind", "127.0.0.1", "-client", "127.0.0.1", "-config-file", str(STATE / "consul.json")], started)
+    wait("Consul", lambda: http_ok(f"http://127.0.0.1:{CONSUL_PORT}/v1/status/leader"))
+    assignment = {}
+    for i, port in enumerate(CORE_PORTS, 1):
+        start(f"vcore{i}", [str(PYTHON), "-m", "voltha_core_sim", "--core-id", f"core-{i}", "--port", str(port)],
+              started)
+        assignment[f"vcore{i}"] = {"id": f"core-{i}", "host": "127.0.0.1", "port": port}
+    req = urllib.request.Request(f"http://127.0.0.1:{CONSUL_PORT}/v1/kv/{KEY}", data=json.dumps(assignment).encode(),
+                                 method="PUT")
+    urllib.request.urlopen(req, timeout=5).read()
+    start("envoyd", [str(PYTHON), "-m", "envoyd", "--consul-addr", f"127.0.0.1:{CONSUL_PORT}",
+                     "--config-dir", str(STATE / "envoyd"), "--status-addr", f"127.0.0.1:{STATUS_PORT}",
+                     "--var", f"listen_port={NBI_PORT}", "--var", f"admin_port={ADMIN_PORT}",
+                     "--var", f"access_log_path={STATE / 'access.log'}", "--drain-time", "1s"], started)
+    wait("envoyd", lambda: http_ok(f"http://127.0.0.1:{STATUS_PORT}/healthz"))
+    print(f"lab: up in {time.monotonic() - t0:.1f}s: Consul 127.0.0.1:{CONSUL_PORT}, cores "
+          f"{', '.join(f'127.0.0.1:{p}' for p in CORE_PORTS)}, NBI 0.0.0.0:{NBI_PORT} (Envoy admin "
+          f"127.0.0.1:{ADMIN_PORT}, envoyd status http://127.0.0.1:{STATUS_PORT}/status)")
+    return smoke()
+
+
+def smoke() -> int:
+    import grpc
+    from voltha_protos import device_pb2, voltha_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{NBI_PORT}")
+    stub = voltha_pb2_grpc.VolthaServiceStub(channel)
+    answers = [stub.CreateDevice(device_pb2.Device(type="simulated_olt"), timeout=5).id for _ in range(3)]
+    channel.close()
+    print(f"lab: CreateDevice through Envoy answered by {', '.join(a.split(':')[0] for a in answers)}")
+    print("lab: stop it with `make lab-down`")
+    return 0
+
+
+def down(quiet: bool = False) -> int:
+    recorded = pids()
+    for name, pid in recorded.items():
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for name, pid in recorded.items():
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    (STATE / "pids.json").unlink(missing_ok=True)
+    if not quiet:
+        print(f"lab: stopped {len(recorded)} processes" if recorded else "lab: nothing was running")
+    return 0
+
+
+def status() -> int:
+    for name, pid in pids().items():
+        print(f"{name:8} pid {pid:7} {'running' if alive(pid) else 'gone'}")
+    return 0
+
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "up"
+    sys.exit({"up": up, "down": down, "status": status}[command]())
