@@ -119,11 +119,11 @@ def smoke() -> int:
 
 def down(quiet: bool = False) -> int:
     recorded = pids()
-    for name, pid in recorded.items():
+    for pid in recorded.values():
         if alive(pid):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
-    for name, pid in recorded.items():
+    for pid in recorded.values():
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if alive(pid):

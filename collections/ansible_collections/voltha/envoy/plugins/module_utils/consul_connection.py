@@ -119,3 +119,32 @@ def settings_from_environment(environ=None):
         if environ.get(var):
             result[key] = environ[var]
     return result
+
+
+# Ansible's side of the same options. Defaults are None so that the Consul CLI's environment
+# variables can fill what a task leaves out (see settings_from_params).
+CONSUL_ARGUMENT_SPEC = dict(
+    host=dict(type="str"),
+    port=dict(type="int"),
+    scheme=dict(type="str", choices=["http", "https"]),
+    token=dict(type="str", no_log=True),
+    validate_certs=dict(type="bool"),
+    ca_path=dict(type="path"),
+    client_cert=dict(type="path"),
+    client_key=dict(type="path"),
+    datacenter=dict(type="str"),
+    timeout=dict(type="float"),
+)
+
+
+def settings_from_params(params, environ=None):
+    """ConsulSettings from module or lookup options: the options given, else the environment, else defaults."""
+    kwargs = settings_from_environment(environ)
+    for name in CONSUL_ARGUMENT_SPEC:
+        if params.get(name) is not None:
+            kwargs[name] = params[name]
+    if params.get("token") is not None:
+        kwargs.pop("token_file", None)
+    if kwargs.get("timeout") is None:
+        kwargs["timeout"] = 30.0
+    return ConsulSettings(**kwargs)
