@@ -12,11 +12,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import traceback
 
 try:
     import consul as py_consul  # py-consul
 except ImportError:
     py_consul = None
+    PY_CONSUL_IMPORT_ERROR = traceback.format_exc()
+else:
+    PY_CONSUL_IMPORT_ERROR = None
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8500
