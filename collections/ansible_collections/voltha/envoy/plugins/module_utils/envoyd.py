@@ -27,21 +27,20 @@ except ImportError:
     BaseHTTPRequestHandler = object
     ThreadingHTTPServer = None
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import AssignmentError, parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils.assignment import AssignmentError
+from ansible_collections.voltha.envoy.plugins.module_utils.config_writer import (
+    dynamic_files,
+    render_assignment,
+    static_path,
+    write_files,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import split_address
 from ansible_collections.voltha.envoy.plugins.module_utils.consul_watch import KeyWatcher, consul_kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import (
-    BOOTSTRAP_FILE,
-    CDS_FILE,
-    LDS_FILE,
-    RESOURCE_DIR,
-    STATIC_FILE,
     ConfigRejected,
     EnvoyValidator,
-    dump_json,
     sha256_text,
-    split_dynamic,
     write_atomic,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_process import EnvoyStartError, EnvoySupervisor
@@ -100,10 +99,7 @@ class ConfigApplier:
 
     def render(self, value):
         """Value from Consul -> (cores, Rendered); raises AssignmentError or RenderError."""
-        if value is None:
-            raise AssignmentError("assignment key %s does not exist" % self.settings.assignment_key)
-        cores = parse_assignment(value, default_port=self.renderer.variables["core_port"])
-        rendered = self.renderer.render(cores)
+        cores, rendered = render_assignment(self.renderer, value, self.settings.assignment_key)
         self.metrics.renders.inc()
         return cores, rendered
 
@@ -141,25 +137,17 @@ class ConfigApplier:
 
     def write_and_reload(self, text, config, fmt):
         """Write the validated config; reload Envoy the way the settings say (no Envoy with --once)."""
-        def path(name):
-            return os.path.join(self.config_dir, name)
-        write_atomic(path(STATIC_FILE % fmt), text)
+        static = static_path(self.config_dir, fmt)
+        write_atomic(static, text)
         if self.settings.reload == "hot-restart":
             if self.supervisor is not None:
-                self.supervisor.start(path(STATIC_FILE % fmt))
+                self.supervisor.start(static)
             return
-        resource_dir = path(RESOURCE_DIR)
-        if not os.path.isdir(resource_dir):
-            os.makedirs(resource_dir)
-        bootstrap, lds, cds = split_dynamic(config, resource_dir)
-        version = sha256_text(text)[:16]  # shown by Envoy as cds/lds version_text
-        # Clusters first, so that a new listener never points at a cluster Envoy does not have yet.
-        write_atomic(os.path.join(resource_dir, CDS_FILE), dump_json(dict(version_info=version, **cds)))
-        write_atomic(os.path.join(resource_dir, LDS_FILE), dump_json(dict(version_info=version, **lds)))
-        bootstrap_text = dump_json(bootstrap)
-        write_atomic(path(BOOTSTRAP_FILE), bootstrap_text)
+        files = dynamic_files(self.config_dir, text, config)  # cds, lds, then the bootstrap
+        write_files(files)
+        bootstrap_path, bootstrap_text = files[-1]
         if self.supervisor is not None and (bootstrap_text != self.applied_bootstrap or not self.supervisor.pids()):
-            self.supervisor.start(path(BOOTSTRAP_FILE))
+            self.supervisor.start(bootstrap_path)
         self.applied_bootstrap = bootstrap_text
 
 
@@ -420,6 +408,19 @@ class Daemon:
                 self.status.stop()
 
 
+def check_settings(settings):
+    """--check-settings: everything that can be checked without Consul (for installers and CI)."""
+    try:
+        envoy_bin = find_envoy(settings.envoy_bin)
+        ConfigApplier(settings, envoy_bin, DaemonMetrics())
+    except Exception as err:  # report any problem as one line, whatever its type
+        sys.stderr.write("envoyd: %s\n" % err)
+        return 2
+    sys.stdout.write("envoyd: settings ok (envoy %s, consul %s, key %s)\n"
+                     % (envoy_bin, settings.consul.address, settings.assignment_key))
+    return 0
+
+
 def main(argv=None):
     try:
         settings = load_settings(argv)
@@ -429,6 +430,8 @@ def main(argv=None):
     logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s envoyd %(levelname)s %(message)s")
     LOG.debug("settings: consul %r", settings.consul)
+    if settings.check_settings:
+        return check_settings(settings)
     try:
         daemon = Daemon(settings)
     except (SettingsError, RenderError) as err:

@@ -60,6 +60,7 @@ OPTIONS = {
     "log_level": ("info", str, "envoyd's log level"),
     "once": (False, bool, "render, validate and write once, then exit (non-zero on failure)"),
     "dry_run": (False, bool, "print the rendered config and write nothing"),
+    "check_settings": (False, bool, "check the settings, the template and the Envoy binary, then exit"),
 }
 
 
