@@ -4,12 +4,15 @@
     python scripts/lab.py down    stop what `up` started (by the PIDs it recorded)
     python scripts/lab.py status  show what runs
 
-Ports (all on 127.0.0.1 except the NBI): Consul HTTP 8500, cores 50556-50558, the NBI 50555 on
-0.0.0.0, Envoy admin 8001, envoyd status 8080. State, logs and PIDs are in .state/lab/.
+Ports (all on 127.0.0.1 except the NBI): Consul HTTP 8500 (and 8800-8802 inside), cores
+50556-50558, the NBI 50555 on 0.0.0.0, Envoy admin 8001, envoyd status 8080; --port-offset N moves
+them all. State, logs and PIDs are in .state/lab/ (--state DIR). --no-envoyd leaves envoyd out, for
+scenarios that install it themselves.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -22,9 +25,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("STATE_DIR", REPO / ".state")) / "lab"
 PYTHON = REPO / ".venv" / "bin" / "python"
+CONSUL_BIN = Path(os.environ.get("STATE_DIR", REPO / ".state")) / "bin" / "consul"
 CONSUL_PORT, NBI_PORT, ADMIN_PORT, STATUS_PORT = 8500, 50555, 8001, 8080
 CORE_PORTS = (50556, 50557, 50558)
 KEY = "service/voltha/data/core/assignment"
+
+
+def configure(args) -> None:
+    """Apply --state and --port-offset to the module's settings."""
+    global STATE, CONSUL_PORT, NBI_PORT, ADMIN_PORT, STATUS_PORT, CORE_PORTS
+    if args.state:
+        STATE = Path(args.state).resolve()
+    o = args.port_offset
+    CONSUL_PORT, NBI_PORT, ADMIN_PORT, STATUS_PORT = 8500 + o, 50555 + o, 8001 + o, 8080 + o
+    CORE_PORTS = tuple(p + o for p in (50556, 50557, 50558))
 
 
 def env() -> dict:
@@ -71,18 +85,22 @@ def wait(what: str, check, timeout: float = 30.0) -> None:
     raise SystemExit(f"lab: {what} did not come up within {timeout:.0f}s; see the logs in {STATE}")
 
 
-def up() -> int:
+def up(with_envoyd: bool = True) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     started = {name: pid for name, pid in pids().items() if alive(pid)}
-    if set(started) == {"consul", "envoyd", *(f"vcore{i}" for i in range(1, len(CORE_PORTS) + 1))}:
+    wanted = {"consul", *(f"vcore{i}" for i in range(1, len(CORE_PORTS) + 1))} | ({"envoyd"} if with_envoyd else set())
+    if set(started) == wanted:
         print("lab: already up")
-        return smoke()
+        return smoke() if with_envoyd else 0
     down(quiet=True)
     started = {}
     t0 = time.monotonic()
-    (STATE / "consul.json").write_text(json.dumps({"ports": {"http": CONSUL_PORT, "dns": -1, "grpc": -1},
-                                                   "disable_update_check": True, "log_level": "warn"}))
-    start("consul", [str(Path(os.environ.get("STATE_DIR", REPO / ".state")) / "bin" / "consul"), "agent", "-dev",
+    internal = CONSUL_PORT + 300  # server and serf ports, moved with the offset so two labs can run
+    ports = {"http": CONSUL_PORT, "server": internal, "serf_lan": internal + 1, "serf_wan": internal + 2,
+             "dns": -1, "grpc": -1}
+    (STATE / "consul.json").write_text(json.dumps({"ports": ports, "disable_update_check": True,
+                                                   "log_level": "warn"}))
+    start("consul", [str(CONSUL_BIN), "agent", "-dev",
                      "-bind", "127.0.0.1", "-client", "127.0.0.1", "-config-file", str(STATE / "consul.json")], started)
     wait("Consul", lambda: http_ok(f"http://127.0.0.1:{CONSUL_PORT}/v1/status/leader"))
     assignment = {}
@@ -93,6 +111,10 @@ def up() -> int:
     req = urllib.request.Request(f"http://127.0.0.1:{CONSUL_PORT}/v1/kv/{KEY}", data=json.dumps(assignment).encode(),
                                  method="PUT")
     urllib.request.urlopen(req, timeout=5).read()
+    if not with_envoyd:
+        print(f"lab: Consul 127.0.0.1:{CONSUL_PORT} and cores {', '.join(f'127.0.0.1:{p}' for p in CORE_PORTS)} "
+              f"up in {time.monotonic() - t0:.1f}s")
+        return 0
     start("envoyd", [str(PYTHON), "-m", "envoyd", "--consul-addr", f"127.0.0.1:{CONSUL_PORT}",
                      "--config-dir", str(STATE / "envoyd"), "--status-addr", f"127.0.0.1:{STATUS_PORT}",
                      "--var", f"listen_port={NBI_PORT}", "--var", f"admin_port={ADMIN_PORT}",
@@ -140,6 +162,19 @@ def status() -> int:
     return 0
 
 
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="lab.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="up", choices=["up", "down", "status"])
+    parser.add_argument("--state", help="directory for logs and PIDs (default: .state/lab)")
+    parser.add_argument("--port-offset", type=int, default=0, help="added to every port")
+    parser.add_argument("--no-envoyd", action="store_true", help="start Consul and the cores only")
+    args = parser.parse_args()
+    configure(args)
+    if args.command == "up":
+        return up(with_envoyd=not args.no_envoyd)
+    return down() if args.command == "down" else status()
+
+
 if __name__ == "__main__":
-    command = sys.argv[1] if len(sys.argv) > 1 else "up"
-    sys.exit({"up": up, "down": down, "status": status}[command]())
+    sys.exit(main())

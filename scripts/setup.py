@@ -184,6 +184,17 @@ def setup_docker() -> str:
     raise SetupError("dockerd did not answer within 90 s. Its log ends with:\n    " + "\n    ".join(tail))
 
 
+def setup_debootstrap() -> str:
+    """debootstrap builds the offline base image (images cannot be pulled from a registry here)."""
+    if shutil.which("debootstrap"):
+        return "debootstrap present"
+    if os.geteuid() != 0 or not is_debian():
+        raise SetupError("debootstrap is needed to build the base image: install it (Debian: apt-get install "
+                         "debootstrap), as root")
+    apt_install("debootstrap")
+    return "installed debootstrap"
+
+
 # ---------------------------------------------------------------- Consul
 
 def consul_version(binary: str) -> tuple[int, ...] | None:
@@ -287,6 +298,7 @@ def main() -> None:
     total = time.monotonic()
     step("venv", setup_venv)
     step("docker", setup_docker)
+    step("debootstrap", setup_debootstrap)
     step("consul", setup_consul)
     step("envoy", setup_envoy)
     step("ansible-test", setup_ansible_test)
