@@ -7,11 +7,10 @@ Consul is in tests/integration/test_core_assignment.py.
 import json
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
 from ansible_collections.voltha.envoy.plugins.modules import core_assignment
+from tests.support.module_harness import ModuleHarness, catch_module_exits
 from tests.unit.test_assignment_store import FakeKV
 
 CORES = [{"prefix": "vcore2", "id": "core-2", "host": "10.0.1.6", "port": 50557},
@@ -20,22 +19,10 @@ STORED = {"vcore1": {"id": "core-1", "host": "10.0.1.5", "port": 50556},
           "vcore2": {"id": "core-2", "host": "10.0.1.6", "port": 50557}}
 
 
-class Exited(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result, self.failed = result, failed
-
 
 @pytest.fixture(autouse=True)
 def no_exit(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exited(kwargs, failed=False)
-
-    def fail_json(self, msg, **kwargs):
-        raise Exited(dict(kwargs, msg=msg), failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    catch_module_exits(monkeypatch)
 
 
 @pytest.fixture
@@ -52,27 +39,8 @@ def kv(monkeypatch):
     return fake
 
 
-def run(args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args), pytest.raises(Exited) as info:
-        core_assignment.main()
-    return info.value
-
-
-def ok(args, **kwargs):
-    done = run(args, **kwargs)
-    assert not done.failed, done.result["msg"]
-    return done.result
-
-
-def failed(args, **kwargs):
-    done = run(args, **kwargs)
-    assert done.failed, done.result
-    return done.result["msg"]
+MODULE = ModuleHarness(core_assignment.main)
+run, ok, failed = MODULE.run, MODULE.ok, MODULE.failed
 
 
 def stored(kv, key=DEFAULT_KEY):

@@ -9,8 +9,6 @@ import os
 import stat
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.voltha.envoy.plugins.module_utils import config_writer
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import parse_assignment
@@ -22,50 +20,20 @@ from ansible_collections.voltha.envoy.plugins.module_utils.config_writer import 
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import sha256_text
 from ansible_collections.voltha.envoy.plugins.module_utils.render import Renderer
 from ansible_collections.voltha.envoy.plugins.modules import envoy_config
+from tests.support.module_harness import ModuleHarness, catch_module_exits
 
 CORES = {"vcore1": {"id": "core-1", "host": "10.0.1.5", "port": 50556},
          "vcore2": {"id": "core-2", "host": "10.0.1.6"}}
 
 
-class Exited(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result, self.failed = result, failed
-
 
 @pytest.fixture(autouse=True)
 def no_exit(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exited(kwargs, failed=False)
-
-    def fail_json(self, msg, **kwargs):
-        raise Exited(dict(kwargs, msg=msg), failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    catch_module_exits(monkeypatch)
 
 
-def run(args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args), pytest.raises(Exited) as info:
-        envoy_config.main()
-    return info.value
-
-
-def ok(args, **kwargs):
-    done = run(args, **kwargs)
-    assert not done.failed, done.result["msg"]
-    return done.result
-
-
-def failed(args, **kwargs):
-    done = run(args, **kwargs)
-    assert done.failed, done.result
-    return done.result["msg"]
+MODULE = ModuleHarness(envoy_config.main)
+run, ok, failed = MODULE.run, MODULE.ok, MODULE.failed
 
 
 @pytest.fixture
