@@ -26,7 +26,6 @@ CORES = {"vcore1": {"id": "core-1", "host": "10.0.1.5", "port": 50556},
          "vcore2": {"id": "core-2", "host": "10.0.1.6"}}
 
 
-
 @pytest.fixture(autouse=True)
 def no_exit(monkeypatch):
     catch_module_exits(monkeypatch)
