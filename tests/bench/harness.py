@@ -17,7 +17,7 @@ from tests.support.processes import ManagedProcess, free_port, wait_for
 
 
 def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (p99 of 50 samples is the largest but none)."""
+    """Nearest-rank percentile: with fewer than 100 samples, p99 is the largest one."""
     ordered = sorted(values)
     if not ordered:
         return float("nan")
