@@ -212,7 +212,9 @@ class Daemon:
     def __init__(self, settings):
         self.settings = settings
         self.metrics = DaemonMetrics()
-        self.events = queue.Queue()
+        # SimpleQueue: its put() is reentrant, so the signal handlers below may call it even when the
+        # signal lands while the main thread is inside get() (a Queue's lock would deadlock there).
+        self.events = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self.envoy_bin = find_envoy(settings.envoy_bin)
         os.makedirs(settings.config_dir, exist_ok=True)
