@@ -1,25 +1,104 @@
-"""python -m voltha_core_sim --core-id ID [--host H] [--port P]: run one simulated core until SIGTERM."""
+"""python -m voltha_core_sim --core-id ID [--host H] [--port P] [--consul-addr HOST:PORT ...]: run one core.
+
+Without --consul-addr the core only serves gRPC. With it, the core also registers itself in Consul
+with a gRPC health check, takes part in the leader election (a session tied to that check, and a
+lock key), and, while it is the leader, writes the assignment key from the cores whose checks pass.
+SIGTERM deregisters it and releases the lock before the gRPC server stops.
+"""
+
+from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
 
 from .server import CoreServer
 
+WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
+
+    from .election import DEFAULT_LOCK_KEY
+    from .registration import DEFAULT_SERVICE_NAME
+
+    parser = argparse.ArgumentParser(prog="voltha_core_sim", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--core-id", required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=50556, help="gRPC port; 0 picks a free one (default %(default)s)")
+    consul = parser.add_argument_group("Consul (all optional; nothing below is used without --consul-addr)")
+    consul.add_argument("--consul-addr", help="HOST:PORT or URL of the local Consul agent")
+    consul.add_argument("--advertise-host", help="address registered in Consul and the assignment (default --host)")
+    consul.add_argument("--service-name", default=DEFAULT_SERVICE_NAME, help="default %(default)s")
+    consul.add_argument("--prefix", help="the core's key in the assignment (default: the core id)")
+    consul.add_argument("--assignment-key", default=DEFAULT_KEY, help="default %(default)s")
+    consul.add_argument("--lock-key", default=DEFAULT_LOCK_KEY, help="default %(default)s")
+    consul.add_argument("--check-interval", default="1s", help="gRPC health check interval (default %(default)s)")
+    consul.add_argument("--deregister-after", default="1m",
+                        help="Consul removes a core critical this long (Consul's minimum is 1m; default %(default)s)")
+    consul.add_argument("--consul-wait", default="10s", help="blocking query wait (default %(default)s)")
+    return parser
+
+
+def membership_config(args, port: int):
+    """MembershipConfig and ConsulSettings from the parsed arguments; raises ValueError on bad values."""
+    from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
+        ConsulSettings,
+        settings_from_environment,
+        split_address,
+    )
+
+    from .membership import MembershipConfig
+    from .registration import check_duration
+
+    advertise = args.advertise_host or args.host
+    if advertise in WILDCARDS:
+        raise ValueError(f"--host {args.host!r} listens on every address: give --advertise-host, the address "
+                         "Consul and Envoy reach this core at")
+    for value, what in ((args.check_interval, "--check-interval"), (args.deregister_after, "--deregister-after"),
+                        (args.consul_wait, "--consul-wait")):
+        check_duration(value, what)
+    kwargs = settings_from_environment()
+    scheme, host, consul_port = split_address(args.consul_addr)
+    kwargs.update(host=host, port=consul_port, timeout=5.0)
+    if scheme:
+        kwargs["scheme"] = scheme
+    settings = ConsulSettings(**kwargs)
+    config = MembershipConfig(core_id=args.core_id, host=advertise, port=port, prefix=args.prefix or args.core_id,
+                              service_name=args.service_name, assignment_key=args.assignment_key,
+                              lock_key=args.lock_key, check_interval=args.check_interval,
+                              deregister_after=args.deregister_after, wait=args.consul_wait)
+    return config, settings
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="voltha_core_sim", description=__doc__)
-    parser.add_argument("--core-id", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=50556)
+    parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s core={args.core_id} %(levelname)s %(message)s")
+    membership = None
+    if args.consul_addr:
+        try:
+            config, settings = membership_config(args, args.port)
+        except ValueError as err:
+            parser.error(str(err))
     server = CoreServer(args.core_id, args.host, args.port).start()
     print(f"core {args.core_id} serving on {server.address}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    if args.consul_addr:
+        from .membership import CoreMembership
+
+        config.port = server.port  # --port 0 picked a free one
+        membership = CoreMembership(config, settings).start()
     done.wait()
+    if membership is not None:
+        membership.stop()
     server.stop(grace=1)
     return 0
 

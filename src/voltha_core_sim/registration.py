@@ -1,0 +1,83 @@
+"""The core's entry in Consul's catalog: service ``vcore`` with a gRPC health check."""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_SERVICE_NAME = "vcore"
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+\Z")
+
+
+def check_duration(text: str, what: str = "duration") -> str:
+    """A Go duration as Consul takes it ("1s", "500ms", "1m30s"); raises ValueError otherwise."""
+    if not isinstance(text, str) or not _DURATION.match(text):
+        raise ValueError(f"{what} must be a duration such as 1s, 500ms or 1m, got {text!r}")
+    return text
+
+
+def check_id(service_id: str) -> str:
+    """The id Consul gives the single check registered with a service."""
+    return f"service:{service_id}"
+
+
+def service_definition(core_id: str, host: str, port: int, prefix: str, service_name: str = DEFAULT_SERVICE_NAME,
+                       check_interval: str = "1s", check_timeout: str | None = None,
+                       deregister_after: str = "1m") -> dict:
+    """Keyword arguments for py-consul's ``agent.service.register``.
+
+    The service id is the core id; the prefix the core wants in the assignment travels in Meta, so
+    the leader can write every core's entry from the catalog alone. The check is Consul's own gRPC
+    health check (type GRPC) against the standard grpc.health.v1 service the core serves.
+    """
+    check_duration(check_interval, "check interval")
+    check_duration(deregister_after, "deregister-after")
+    check = {"GRPC": f"{host}:{port}", "GRPCUseTLS": False, "Interval": check_interval,
+             "Timeout": check_timeout or check_interval, "DeregisterCriticalServiceAfter": deregister_after}
+    return {"name": service_name, "service_id": core_id, "address": host, "port": port,
+            "meta": {"core_id": core_id, "prefix": prefix}, "check": check}
+
+
+class ServiceRegistration:
+    """Keeps this core registered with the local Consul agent.
+
+    ``client`` is a py-consul client (or a fake with ``agent.services()``, ``agent.service.register``
+    and ``agent.service.deregister``). A dev agent that restarts forgets every service: ``ensure``
+    finds ours missing and registers it again.
+    """
+
+    def __init__(self, client, definition: dict):
+        self.client = client
+        self.definition = definition
+
+    @property
+    def service_id(self) -> str:
+        return self.definition["service_id"]
+
+    @property
+    def check_id(self) -> str:
+        return check_id(self.service_id)
+
+    def matches(self, service: dict | None) -> bool:
+        """Whether the agent's entry for our id is our registration (not an older one under that id)."""
+        if not service:
+            return False
+        wanted = self.definition
+        return (service.get("Service") == wanted["name"] and service.get("Address") == wanted["address"]
+                and service.get("Port") == wanted["port"] and (service.get("Meta") or {}) == wanted["meta"])
+
+    def registered(self) -> bool:
+        return self.matches((self.client.agent.services() or {}).get(self.service_id))
+
+    def ensure(self) -> bool:
+        """Register unless the agent already has this very registration; True when it registered now.
+
+        An entry under our id that differs (a previous run of this core on another port, or under
+        another service name) is replaced.
+        """
+        if self.registered():
+            return False
+        self.client.agent.service.register(**self.definition)
+        return True
+
+    def deregister(self) -> None:
+        self.client.agent.service.deregister(self.service_id)

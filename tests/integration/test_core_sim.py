@@ -1,0 +1,223 @@
+"""The core simulator towards Consul: registration, leader election and the assignment it writes.
+
+Every core is a real process (python -m voltha_core_sim) against a real Consul dev agent, and is
+stopped by its PID at teardown, pass or fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.voltha.envoy.plugins.module_utils.assignment import parse_assignment
+from tests.support.grpc_client import NbiClient
+from tests.support.paths import REPO
+from tests.support.processes import ManagedProcess, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def core_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(REPO / "src")])
+    return env
+
+
+class Core:
+    """One simulated core process registered in Consul."""
+
+    def __init__(self, workdir: Path, core_id: str, consul_address: str, keys: dict):
+        self.core_id = core_id
+        self.port = free_port()
+        self.log_path = workdir / f"{core_id}.log"
+        self.argv = [sys.executable, "-m", "voltha_core_sim", "--core-id", core_id, "--host", "127.0.0.1",
+                     "--port", str(self.port), "--consul-addr", consul_address, "--prefix", f"v{core_id}",
+                     "--service-name", keys["service"], "--assignment-key", keys["assignment"],
+                     "--lock-key", keys["lock"], "--check-interval", "1s", "--consul-wait", "5s"]
+        self.process: ManagedProcess | None = None
+
+    def start(self) -> Core:
+        self.process = ManagedProcess(self.core_id, self.argv, self.log_path, env=core_env())
+        client = NbiClient(f"127.0.0.1:{self.port}")
+        try:
+            self.process.wait_ready(lambda: self._answers(client), 20)
+        finally:
+            client.close()
+        return self
+
+    def _answers(self, client: NbiClient) -> bool:
+        try:
+            return client.get_voltha(timeout=0.5) == self.core_id
+        except Exception:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.process:
+            code = self.process.stop(timeout=10)
+            return code
+        return None
+
+
+@pytest.fixture
+def keys():
+    tag = uuid.uuid4().hex[:8]
+    return {"service": f"vcore-{tag}", "assignment": f"test/{tag}/assignment", "lock": f"test/{tag}/leader"}
+
+
+@pytest.fixture
+def start_cores(tmp_path, keys):
+    started: list[Core] = []
+
+    def start(consul_address: str, *core_ids: str) -> list[Core]:
+        cores = []
+        for core_id in core_ids:
+            core = Core(tmp_path, core_id, consul_address, keys)
+            started.append(core)  # recorded before it starts: a failed start is stopped too
+            cores.append(core.start())
+        return cores
+
+    try:
+        yield start
+    finally:
+        for core in started:
+            core.stop()
+
+
+def assigned(kv, key) -> dict:
+    """{core id: (host, port)} of the stored assignment, parsed as envoyd parses it; {} when missing."""
+    _, item = kv.get(key)
+    if item is None:
+        return {}
+    return {c.id: (c.host, c.port) for c in parse_assignment(item["Value"])}
+
+
+def leader(kv, lock_key) -> str | None:
+    _, item = kv.get(lock_key)
+    if not item or not item.get("Session"):
+        return None
+    return json.loads(item["Value"])["core_id"]
+
+
+def expected(*cores: Core) -> dict:
+    return {c.core_id: ("127.0.0.1", c.port) for c in cores}
+
+
+def wait_assignment(kv, key, cores, timeout=15.0) -> float:
+    """Seconds until the assignment holds exactly these cores."""
+    started = time.monotonic()
+    want = expected(*cores)
+    try:
+        wait_for(lambda: assigned(kv, key) == want, timeout, f"assignment == {sorted(want)}", interval=0.02)
+    except TimeoutError as err:
+        raise AssertionError(f"{err}; it holds {assigned(kv, key)}") from None
+    return time.monotonic() - started
+
+
+def registered(client, service) -> set[str]:
+    _, services = client.catalog.service(service)
+    return {s["ServiceID"] for s in services}
+
+
+def running_three(consul_agent, start_cores, keys):
+    client = consul_agent.client()
+    started = time.monotonic()
+    cores = start_cores(consul_agent.address, "core-0", "core-1", "core-2")
+    took = wait_assignment(client.kv, keys["assignment"], cores)
+    print(f"\nthree cores started and assigned in {time.monotonic() - started:.2f}s "
+          f"({took:.2f}s after the last one answered gRPC)")
+    wait_for(lambda: leader(client.kv, keys["lock"]) is not None, 10, "a leader")
+    return client, cores
+
+
+def test_three_cores_elect_one_leader_and_assign_all(consul_agent, start_cores, keys):
+    client, cores = running_three(consul_agent, start_cores, keys)
+    assert registered(client, keys["service"]) == {"core-0", "core-1", "core-2"}
+    _, item = client.kv.get(keys["assignment"])
+    stored = json.loads(item["Value"])
+    assert stored == {f"vcore-{i}": {"id": f"core-{i}", "host": "127.0.0.1", "port": cores[i].port} for i in range(3)}
+    assert len(parse_assignment(item["Value"])) == 3
+    # Exactly one leader: the lock holder, and the only core whose log says so.
+    time.sleep(1.0)
+    chief = leader(client.kv, keys["lock"])
+    leaders = [c.core_id for c in cores if "election: leader" in c.log()]
+    assert leaders == [chief], leaders
+    # Only the leader wrote the key.
+    writers = [c.core_id for c in cores if f"wrote {keys['assignment']}" in c.log()]
+    assert writers == [chief]
+
+
+def test_killed_follower_drops_out(consul_agent, start_cores, keys):
+    client, cores = running_three(consul_agent, start_cores, keys)
+    chief = leader(client.kv, keys["lock"])
+    victim = next(c for c in cores if c.core_id != chief)
+    victim.process.signal(signal.SIGKILL)
+    took = wait_assignment(client.kv, keys["assignment"], [c for c in cores if c is not victim])
+    print(f"\nSIGKILL of follower {victim.core_id}: out of the assignment after {took:.2f}s")
+    assert took < 5
+    assert leader(client.kv, keys["lock"]) == chief
+
+
+def test_killed_leader_is_replaced(consul_agent, start_cores, keys):
+    client, cores = running_three(consul_agent, start_cores, keys)
+    chief = leader(client.kv, keys["lock"])
+    victim = next(c for c in cores if c.core_id == chief)
+    victim.process.signal(signal.SIGKILL)
+    started = time.monotonic()
+    wait_for(lambda: leader(client.kv, keys["lock"]) not in (None, chief), 10, "a new leader", interval=0.02)
+    elected = time.monotonic() - started
+    took = elected + wait_assignment(client.kv, keys["assignment"], [c for c in cores if c is not victim])
+    new = leader(client.kv, keys["lock"])
+    print(f"\nSIGKILL of leader {chief}: {new} leads after {elected:.2f}s, "
+          f"assignment without {chief} after {took:.2f}s")
+    assert took < 6
+    assert new in {c.core_id for c in cores if c is not victim}
+
+
+def test_sigterm_deregisters_and_drops_out(consul_agent, start_cores, keys):
+    client, cores = running_three(consul_agent, start_cores, keys)
+    chief = leader(client.kv, keys["lock"])
+    for victim in (next(c for c in cores if c.core_id != chief), next(c for c in cores if c.core_id == chief)):
+        started = time.monotonic()
+        assert victim.stop() == 0
+        assert not victim.process.alive()
+        cores = [c for c in cores if c is not victim]
+        assert victim.core_id not in registered(client, keys["service"])  # gone before it exited
+        took = time.monotonic() - started
+        took += wait_assignment(client.kv, keys["assignment"], cores)
+        print(f"\nSIGTERM of {victim.core_id} ({'leader' if victim.core_id == chief else 'follower'}): "
+              f"out of the assignment after {took:.2f}s")
+        assert "deregistered service id" in victim.log()
+    assert leader(client.kv, keys["lock"]) == cores[0].core_id
+
+
+def test_cores_come_back_after_consul_restarts(start_consul, start_cores, keys):
+    agent = start_consul()
+    client, cores = running_three(agent, start_cores, keys)
+    port = agent.http_port
+    agent.stop()
+    time.sleep(1.0)  # the cores see Consul down: they keep serving gRPC and retry
+    for core in cores:
+        client_ = NbiClient(f"127.0.0.1:{core.port}")
+        try:
+            assert client_.get_voltha() == core.core_id
+        finally:
+            client_.close()
+    started = time.monotonic()
+    agent = start_consul(http_port=port)  # a dev agent starts empty
+    client = agent.client()
+    took = wait_assignment(client.kv, keys["assignment"], cores, timeout=20)
+    print(f"\nConsul restarted: assignment written again {took:.2f}s after the agent was up "
+          f"({time.monotonic() - started:.2f}s after the restart began)")
+    assert registered(client, keys["service"]) == {"core-0", "core-1", "core-2"}
+    assert leader(client.kv, keys["lock"]) is not None
+    assert all(c.process.alive() for c in cores)
