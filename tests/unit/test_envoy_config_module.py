@@ -277,7 +277,13 @@ def test_layout_files_static_and_dynamic(tmp_path):
     assert dynamic[1:] == dynamic_files(str(tmp_path), text, config)
     bootstrap = json.loads(dynamic[3][1])
     assert bootstrap["dynamic_resources"]["cds_config"]["path_config_source"]["path"] == str(tmp_path / "xds/cds.json")
-    assert json.loads(dynamic[1][1])["version_info"] == sha256_text(text)[:16]
+    cds, lds = json.loads(dynamic[1][1]), json.loads(dynamic[2][1])
+    assert cds["version_info"] != lds["version_info"]  # each file's version is a digest of its own resources
+    other_cores, (other_text, other_config, other_fmt) = render_assignment(
+        Renderer(), dict(CORES, vcore3={"id": "core-3", "host": "10.0.1.7"}))
+    other = layout_files(str(tmp_path), other_text, other_config, other_fmt, "dynamic")
+    assert other[1][1] != dynamic[1][1]  # clusters changed: cds.json changes
+    assert other[2][1] == dynamic[2][1]  # listeners did not: lds.json keeps its bytes, Envoy is not asked to reload
     with pytest.raises(ValueError, match="layout must be one of static, dynamic"):
         layout_files(str(tmp_path), text, config, fmt, "other")
 
