@@ -95,8 +95,11 @@ def cores():
     """Three simulated VOLTHA cores (real gRPC servers) on loopback."""
     from voltha_core_sim.server import CoreServer
 
-    servers = [CoreServer(f"core-{i}").start() for i in range(3)]
+    servers = []
     try:
+        for i in range(3):
+            servers.append(CoreServer(f"core-{i}"))
+            servers[-1].start()
         yield servers
     finally:
         for server in servers:

@@ -159,6 +159,10 @@ class EnvoyValidator:
             proc = subprocess.run([self.envoy_bin, "--mode", "validate", "-c", path, "--log-level", "error",
                                    "--concurrency", "1"], capture_output=True, text=True, timeout=self.timeout,
                                   check=False)
+        except subprocess.TimeoutExpired:
+            raise ConfigRejected("envoy --mode validate did not finish within %ss" % self.timeout)
+        except OSError as err:
+            raise ConfigRejected("could not validate with %s: %s" % (self.envoy_bin, err))
         finally:
             os.unlink(path)
         if proc.returncode != 0:

@@ -343,7 +343,12 @@ class Daemon:
 
     def _handle_kv(self, event):
         _kind, value, index, received = event
-        result = self.applier.apply(value)
+        try:
+            result = self.applier.apply(value)
+        except Exception:  # an unforeseen failure must not end the watch: Envoy keeps the last good config
+            LOG.exception("not applied at consul index %s: unexpected error; Envoy keeps the last good config", index)
+            self.metrics.rejects.inc(reason="internal")
+            return
         if result.applied:
             self.metrics.latency.observe(time.monotonic() - received)
             self.state = "applied"
