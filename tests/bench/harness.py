@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.paths import REPO
+from tests.support.paths import source_env
 from tests.support.processes import ManagedProcess, free_port, wait_for
 
 
@@ -27,12 +27,6 @@ def percentile(values: list[float], pct: float) -> float:
 
 def median(values: list[float]) -> float:
     return percentile(values, 50)
-
-
-def source_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(REPO / "src"), str(REPO)])
-    return env
 
 
 class CoreProcesses:

@@ -7,7 +7,6 @@ stopped by its PID at teardown, pass or fail.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -18,16 +17,10 @@ import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils.assignment import parse_assignment
 from tests.support.grpc_client import NbiClient
-from tests.support.paths import REPO
+from tests.support.paths import source_env
 from tests.support.processes import ManagedProcess, free_port, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def core_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(REPO / "src")])
-    return env
 
 
 class Core:
@@ -44,7 +37,7 @@ class Core:
         self.process: ManagedProcess | None = None
 
     def start(self) -> Core:
-        self.process = ManagedProcess(self.core_id, self.argv, self.log_path, env=core_env())
+        self.process = ManagedProcess(self.core_id, self.argv, self.log_path, env=source_env())
         client = NbiClient(f"127.0.0.1:{self.port}")
         try:
             self.process.wait_ready(lambda: self._answers(client), 20)

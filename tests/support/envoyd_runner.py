@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .paths import REPO
+from .paths import source_env
 from .processes import ManagedProcess, free_port, wait_for
 
 
@@ -18,10 +17,7 @@ def envoyd_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "envoyd", *args]
 
 
-def envoyd_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(REPO / "src")])
-    return env
+envoyd_env = source_env
 
 
 class Envoyd:

@@ -8,6 +8,13 @@ STATE = Path(os.environ.get("STATE_DIR", REPO / ".state"))
 COLLECTION = REPO / "collections" / "ansible_collections" / "voltha" / "envoy"
 
 
+def source_env() -> dict:
+    """The environment for a child process that runs this checkout's code (envoyd, the core simulator)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(REPO / "src")])
+    return env
+
+
 def consul_binary() -> str:
     """The Consul that `make setup` chose (it links it at .state/bin/consul)."""
     path = os.environ.get("CONSUL_BIN") or str(STATE / "bin" / "consul")
