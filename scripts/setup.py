@@ -22,6 +22,12 @@ from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("STATE_DIR", REPO / ".state")).resolve()
+sys.path.insert(0, str(REPO / "collections"))
+from ansible_collections.voltha.envoy.plugins.module_utils.debian_archive import (  # noqa: E402 (needs the path)
+    MirrorNotFound,
+    find_mirror,
+)
+
 VENV = REPO / ".venv"
 REQUIREMENTS = REPO / "requirements" / "requirements.in"
 CONSTRAINTS = REPO / "requirements" / "constraints.txt"
@@ -208,17 +214,10 @@ def consul_version(binary: str) -> tuple[int, ...] | None:
 
 def debian_mirror() -> str:
     """The Debian archive this machine's apt already uses (DEBIAN_MIRROR overrides it)."""
-    if os.environ.get("DEBIAN_MIRROR"):
-        return os.environ["DEBIAN_MIRROR"].rstrip("/")
-    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    for path in sources:
-        if not path.is_file() or path.suffix not in (".list", ".sources", ""):
-            continue
-        for uri in re.findall(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+)", path.read_text(), re.M):
-            if uri.rstrip("/").endswith("/debian"):
-                return uri.rstrip("/")
-    raise SetupError("Could not find a Debian archive in /etc/apt/sources.list*; set DEBIAN_MIRROR "
-                     "to one (the URL that ends in /debian).")
+    try:
+        return find_mirror()
+    except MirrorNotFound as err:
+        raise SetupError(str(err)[0].upper() + str(err)[1:] + ".") from None
 
 
 def fetch_consul(root: Path) -> Path:
