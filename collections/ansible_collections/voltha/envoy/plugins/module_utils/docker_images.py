@@ -121,8 +121,9 @@ def ensure_built(client, name, dockerfile, sources, buildargs=None, labels=None,
         log = []
         try:
             tag = "%s:%s" % (repository, tag_of(digest))
-            for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag, labels=labels, rm=True,
-                                          forcerm=True, pull=False, decode=True, timeout=timeout):
+            for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag, buildargs=buildargs,
+                                          labels=labels, rm=True, forcerm=True, pull=False, decode=True,
+                                          timeout=timeout):
                 if "error" in chunk:
                     raise ImageError("%s: the build failed: %s\n%s" % (name, chunk["error"].strip(),
                                                                         "".join(log[-20:])))
