@@ -72,6 +72,9 @@ def test_build_arguments_and_labels_are_inputs(tmp_path, engine, repository):
     labelled = build(tmp_path, repository, labels={"org.example.team": "olt"})
     assert labelled["built"] and labelled["inputs_digest"] != plain["inputs_digest"]
     assert engine.images.get(labelled["image"]).labels["org.example.team"] == "olt"
+    argued = build(tmp_path, repository, dockerfile=SCRATCH_DOCKERFILE + "ARG FLAVOUR\nLABEL flavour=${FLAVOUR}\n",
+                   buildargs={"FLAVOUR": "lab"})
+    assert engine.images.get(argued["image"]).labels["flavour"] == "lab", "the build argument did not reach the build"
 
 
 def test_a_missing_base_image_is_named_and_nothing_is_pulled(tmp_path, repository):
