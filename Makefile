@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export STATE_DIR ?= $(CURDIR)/.state
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup test unit sanity lint integration molecule bench lab lab-down constraints clean
+.PHONY: help setup test unit sanity lint integration molecule bench lab lab-down lab-processes lab-processes-down constraints clean
 
 help:
 	@echo "make lab    bring up the local lab"
@@ -25,11 +25,22 @@ unit integration sanity lint molecule: setup
 bench: setup
 	@$(BIN)/python -m tests.bench
 
-# The local lab as processes (Consul, simulated cores, envoyd + Envoy); `make lab-down` stops it.
+# The local lab: every image built from source (offline), a one-node swarm, the stack deployed,
+# then one call through the NBI. `make lab-down` removes the stack.
 lab: setup
-	@$(BIN)/python scripts/lab.py up
+	@$(BIN)/ansible-playbook -i inventories/local playbooks/site.yml
+	@$(BIN)/python -m voltha_core_sim.nbi_client 127.0.0.1:50555 --count 3
+	@echo "NBI: 127.0.0.1:50555 (voltha.VolthaService through Envoy); Consul: http://127.0.0.1:8500"
+	@echo "Tear it down with: make lab-down"
 
 lab-down:
+	@$(BIN)/ansible-playbook -i inventories/local playbooks/teardown.yml
+
+# The same parts as plain processes, no Docker (Consul, simulated cores, envoyd + Envoy).
+lab-processes: setup
+	@$(BIN)/python scripts/lab.py up
+
+lab-processes-down:
 	@$(BIN)/python scripts/lab.py down
 
 # Regenerate the pinned versions from requirements/requirements.in in a scratch venv.

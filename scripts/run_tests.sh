@@ -34,8 +34,8 @@ stage_molecule() {
     echo "molecule: no scenarios yet"
     return 0
   fi
-  # Instances start from the offline Debian base image; built once, again only when its packages change.
-  python scripts/base_image.py || return 1
+  # Every image of the lab, built from source; nothing is built again unless its inputs changed.
+  ansible-playbook -i inventories/local playbooks/build.yml || return 1
   local rc=0 s
   for s in "${scenarios[@]}"; do
     molecule test -s "$s" || rc=1

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 
 from .server import CoreServer
 
 WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+HOSTNAME = "@hostname"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="voltha_core_sim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--core-id", required=True)
+    parser.add_argument("--core-id", default=os.environ.get("VOLTHA_CORE_ID"),
+                        help="the core's id (default: VOLTHA_CORE_ID, e.g. set per swarm task slot)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=50556, help="gRPC port; 0 picks a free one (default %(default)s)")
     consul = parser.add_argument_group("Consul (all optional; nothing below is used without --consul-addr)")
     consul.add_argument("--consul-addr", help="HOST:PORT or URL of the local Consul agent")
-    consul.add_argument("--advertise-host", help="address registered in Consul and the assignment (default --host)")
+    consul.add_argument("--advertise-host",
+                        help="address registered in Consul and the assignment (default --host); "
+                             f"{HOSTNAME} is the address this host's name resolves to (a container's own address)")
     consul.add_argument("--service-name", default=DEFAULT_SERVICE_NAME, help="default %(default)s")
     consul.add_argument("--prefix", help="the core's key in the assignment (default: the core id)")
     consul.add_argument("--assignment-key", default=DEFAULT_KEY, help="default %(default)s")
@@ -56,6 +62,12 @@ def membership_config(args, port: int):
     from .registration import check_duration
 
     advertise = args.advertise_host or args.host
+    if advertise == HOSTNAME:
+        try:
+            advertise = socket.gethostbyname(socket.gethostname())
+        except OSError as err:
+            raise ValueError(f"--advertise-host {HOSTNAME}: the host name {socket.gethostname()!r} does not "
+                             f"resolve: {err}") from None
     if advertise in WILDCARDS:
         raise ValueError(f"--host {args.host!r} listens on every address: give --advertise-host, the address "
                          "Consul and Envoy reach this core at")
@@ -78,6 +90,8 @@ def membership_config(args, port: int):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.core_id:
+        parser.error("--core-id (or VOLTHA_CORE_ID) is required")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s core={args.core_id} %(levelname)s %(message)s")
     membership = None

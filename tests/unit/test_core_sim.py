@@ -394,3 +394,19 @@ def test_advertise_host_for_a_wildcard_listener():
                                       "--consul-addr", "127.0.0.1:8500", "--prefix", "vcore7"])
     config, _ = membership_config(args, 50556)
     assert (config.host, config.prefix) == ("10.0.0.7", "vcore7")
+
+
+def test_core_id_from_the_environment(monkeypatch):
+    monkeypatch.setenv("VOLTHA_CORE_ID", "vcore-3")
+    assert build_parser().parse_args([]).core_id == "vcore-3"
+
+
+def test_advertise_host_from_the_host_name(monkeypatch):
+    import voltha_core_sim.__main__ as cli
+
+    monkeypatch.setattr(cli.socket, "gethostname", lambda: "vcore-2")
+    monkeypatch.setattr(cli.socket, "gethostbyname", lambda name: {"vcore-2": "10.0.1.9"}[name])
+    args = build_parser().parse_args(["--core-id", "c", "--host", "0.0.0.0", "--advertise-host", "@hostname",
+                                      "--consul-addr", "127.0.0.1:8500"])
+    config, dummy = membership_config(args, 50556)
+    assert config.host == "10.0.1.9"

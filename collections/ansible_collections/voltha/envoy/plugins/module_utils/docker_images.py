@@ -125,8 +125,8 @@ def ensure_built(client, name, dockerfile, sources, buildargs=None, labels=None,
                                           labels=labels, rm=True, forcerm=True, pull=False, decode=True,
                                           timeout=timeout):
                 if "error" in chunk:
-                    raise ImageError("%s: the build failed: %s\n%s" % (name, chunk["error"].strip(),
-                                                                        "".join(log[-20:])))
+                    tail = "".join(log[-20:])
+                    raise ImageError("%s: the build failed: %s\n%s" % (name, chunk["error"].strip(), tail))
                 log.append(chunk.get("stream", ""))
         except DockerException as err:
             raise ImageError("%s: the build failed: %s" % (name, err))

@@ -65,9 +65,10 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reports whether the image would be made; runs nothing.
+    description: Reports whether the image would be made; runs nothing.
   diff_mode:
     support: none
+    description: An image has no text to compare; RV(inputs_digest) says what it was built from.
 """
 
 EXAMPLES = r"""

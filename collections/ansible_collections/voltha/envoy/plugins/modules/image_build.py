@@ -68,9 +68,10 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reports whether the image would be built and which tags would move; builds nothing.
+    description: Reports whether the image would be built and which tags would move; builds nothing.
   diff_mode:
     support: none
+    description: An image has no text to compare; RV(inputs_digest) says what it was built from.
 """
 
 EXAMPLES = r"""
