@@ -233,6 +233,22 @@ def test_merge_variables_bad_port_names_variable_and_value(name, value, message)
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize("value", ["x", -1, 11, True, "2.5"])
+def test_retry_attempts_must_be_a_small_integer(value):
+    with pytest.raises(RenderError) as info:
+        merge_variables({"retry_attempts": value})
+    assert str(info.value).startswith("template variable retry_attempts must be an integer from 0 to 10, got ")
+
+
+def test_retries_only_calls_that_never_reached_a_core():
+    config = Renderer(variables={"retry_attempts": "3"}).render({})[1]
+    host = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"]["virtual_hosts"][0]
+    assert host["retry_policy"]["num_retries"] == 3
+    assert set(host["retry_policy"]["retry_on"].split(",")) == {"connect-failure", "refused-stream",
+                                                                 "reset-before-request"}
+
+
 def test_renderer_checks_variables():
     with pytest.raises(RenderError, match="core_port"):
         Renderer(variables={"core_port": "x"})

@@ -47,6 +47,9 @@ DEFAULT_VARIABLES = {
     "access_log_path": "/dev/stdout",
     "connect_timeout": "0.25s",
     "buffer_limit_bytes": 1048576,
+    # Retries of calls that never reached a core (connection refused or reset before the request,
+    # stream refused by a core going away), each on another core: a core's death costs no call.
+    "retry_attempts": 2,
     "listener_name": "voltha_nbi",
     "cluster_name": "voltha-grpc",
     "rr_cluster_name": "voltha-grpc-rr",
@@ -107,6 +110,14 @@ def merge_variables(overrides):
             raise RenderError("template variable %s must be a port from %d to 65535, got %s"
                               % (name, lowest, json.dumps(value)))
         merged[name] = port
+    attempts = merged["retry_attempts"]
+    try:
+        merged["retry_attempts"] = int(attempts)
+    except (TypeError, ValueError):
+        merged["retry_attempts"] = None
+    if isinstance(attempts, bool) or merged["retry_attempts"] is None or not 0 <= merged["retry_attempts"] <= 10:
+        raise RenderError("template variable retry_attempts must be an integer from 0 to 10, got %s"
+                          % json.dumps(attempts))
     if isinstance(merged["round_robin_methods"], str):
         merged["round_robin_methods"] = [m.strip() for m in merged["round_robin_methods"].split(",") if m.strip()]
     return merged

@@ -54,7 +54,18 @@ VOLTHA_TEMPLATE = """\
                 {"match": {"prefix": {{ method }}}, "route": {"cluster": {{ rr_cluster_name }}, "timeout": "0s"}},
 {%- endfor %}
                 {"match": {"prefix": {{ route_prefix }}}, "route": {"cluster": {{ cluster_name }}, "timeout": "0s"}}
-              ]
+              ],
+              "retry_policy": {
+                "retry_on": "connect-failure,refused-stream,reset-before-request",
+                "num_retries": {{ retry_attempts }},
+                "retry_host_predicate": [{
+                  "name": "envoy.retry_host_predicates.previous_hosts",
+                  "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                  }
+                }],
+                "host_selection_retry_max_attempts": 3
+              }
             }]
           },
           "http_filters": [{
