@@ -153,7 +153,8 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
         f"Written by `make bench` ({' '.join(['python -m tests.bench'] + sys.argv[1:])}) on "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s. "
         "Everything below was measured in that one run, on the real parts: a Consul dev agent, Envoy, "
-        "envoyd and simulated cores (gRPC servers, one process each), all on loopback.",
+        "envoyd and simulated cores (gRPC servers, one process each), all on loopback; the swarm lab at the end "
+        "runs the images on the real Docker Engine.",
         "",
         "Machine: " + "; ".join(machine_facts()) + f"; Envoy {envoy_version(envoy)}; {consul_version}.",
         "",
@@ -223,6 +224,10 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
         lines.append(f"- validation {r['validation']}: {r['idle_cpu'] * 10 * 1000:.0f} ms of CPU in 10 s "
                      f"({r['idle_cpu'] * 100:.3f} % of one core)")
     lines.append("")
+    if results.get("lab"):
+        from tests.bench import lab
+
+        lines += lab.report(results["lab"])
     path.write_text("\n".join(lines))
 
 
@@ -235,6 +240,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="10,100,1000,10000")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    parser.add_argument("--no-lab", action="store_true", help="skip the swarm lab (images, stack, core deaths)")
+    parser.add_argument("--kills", type=int, default=6, help="core deaths in the lab")
     args = parser.parse_args(argv)
     started = time.monotonic()
     results = {"propagation": [], "identical": [], "scale": []}
@@ -261,6 +268,10 @@ def main(argv=None) -> int:
         finally:
             cores.stop()
             consul.stop()
+    if not args.no_lab:
+        from tests.bench import lab
+
+        results["lab"] = lab.run(kills=args.kills)
     write_report(Path(args.output), args, results, time.monotonic() - started)
     log(f"wrote {args.output} in {time.monotonic() - started:.0f}s")
     return 0
