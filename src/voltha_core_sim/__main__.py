@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     consul.add_argument("--deregister-after", default="1m",
                         help="Consul removes a core critical this long (Consul's minimum is 1m; default %(default)s)")
     consul.add_argument("--consul-wait", default="10s", help="blocking query wait (default %(default)s)")
+    consul.add_argument("--drain-time", type=float, default=5.0,
+                        help="on SIGTERM, seconds to keep serving until the assignment no longer has this core "
+                             "(default %(default)s)")
+    parser.add_argument("--grace", type=float, default=2.0,
+                        help="on SIGTERM, seconds calls in flight get to finish (default %(default)s)")
     return parser
 
 
@@ -113,7 +118,9 @@ def main(argv=None) -> int:
     done.wait()
     if membership is not None:
         membership.stop()
-    server.stop(grace=1)
+        # Keep serving until Envoy's routing no longer sends calls here: a rolling update loses none.
+        membership.wait_unassigned(args.drain_time)
+    server.stop(grace=args.grace)
     return 0
 
 

@@ -23,11 +23,19 @@ def instance_entry(entry: dict) -> tuple[str, dict]:
 
 
 def assignment_from_health(entries) -> tuple[dict, list[str]]:
-    """(stored form {prefix: {id, host, port}}, reasons for the instances left out)."""
+    """(stored form {prefix: {id, host, port}}, reasons for the instances left out).
+
+    Two healthy instances of one core (a rolling update starts the new one first): the newest
+    registration wins, so traffic moves to the new instance before the old one stops."""
     cores: dict[str, dict] = {}
     ids: dict[str, str] = {}
     skipped: list[str] = []
-    for entry in sorted(entries or (), key=lambda e: str((e.get("Service") or {}).get("ID"))):
+
+    def newest_first(entry):
+        service = entry.get("Service") or {}
+        return -int(service.get("CreateIndex") or 0), str(service.get("ID"))
+
+    for entry in sorted(entries or (), key=newest_first):
         prefix, core = instance_entry(entry)
         try:
             parse_core(prefix, core)

@@ -65,7 +65,8 @@ class CoreMembership:
         self.healthy: dict | None = None  # stored form of the passing cores; None before the first answer
         definition = service_definition(config.core_id, config.host, config.port, config.prefix or config.core_id,
                                         config.service_name, config.check_interval,
-                                        deregister_after=config.deregister_after)
+                                        deregister_after=config.deregister_after,
+                                        instance_id=f"{config.core_id}@{config.host}:{config.port}")
         self.registration = ServiceRegistration(settings.client(), definition)
         self.election = LeaderElection(settings.client(), config.core_id, config.lock_key,
                                        checks=("serfHealth", self.registration.check_id),
@@ -125,7 +126,8 @@ class CoreMembership:
             try:
                 if self.registration.ensure():
                     self.log.info("registered service %s id %s at %s:%s with a gRPC check every %s",
-                                  self.config.service_name, self.config.core_id, self.config.host, self.config.port,
+                                  self.config.service_name, self.registration.service_id, self.config.host,
+                                  self.config.port,
                                   self.config.check_interval)
                 self.states.report("registration", "ok", "registered")
                 failures = 0
@@ -204,12 +206,35 @@ class CoreMembership:
         try:
             self.registration.client = client
             self.registration.deregister()
-            self.log.info("deregistered service id %s", self.config.core_id)
+            self.log.info("deregistered service id %s", self.registration.service_id)
         except Exception as error:
-            self.log.warning("could not deregister service id %s: %s", self.config.core_id, _short(error))
+            self.log.warning("could not deregister service id %s: %s", self.registration.service_id, _short(error))
         if session_id:
             try:
                 client.session.destroy(session_id)
             except Exception as error:
                 self.log.warning("could not destroy session %s: %s", session_id, _short(error))
         self.log.info("left Consul in %.2fs", time.monotonic() - started)
+
+    def wait_unassigned(self, timeout: float, poll: float = 0.05) -> bool:
+        """After stop(): wait until the assignment no longer routes to this instance (the leader saw the
+        deregistration and rewrote it), so calls already on their way still find the core serving.
+        False when that took longer than timeout or Consul did not answer."""
+        settings = copy.copy(self.settings)
+        settings.timeout = min(timeout, 3.0) or 1.0
+        store = AssignmentStore(settings.client().kv, self.config.assignment_key)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                snap = store.read()
+                if not any(core.host == self.config.host and core.port == self.config.port
+                           for core in snap.cores or ()):
+                    self.log.info("the assignment no longer routes to %s:%s", self.config.host, self.config.port)
+                    return True
+            except Exception as error:
+                self.log.warning("could not read the assignment: %s", _short(error))
+                return False
+            time.sleep(poll)
+        self.log.warning("the assignment still routes to %s:%s after %.1fs", self.config.host, self.config.port,
+                         timeout)
+        return False

@@ -22,18 +22,21 @@ def check_id(service_id: str) -> str:
 
 def service_definition(core_id: str, host: str, port: int, prefix: str, service_name: str = DEFAULT_SERVICE_NAME,
                        check_interval: str = "1s", check_timeout: str | None = None,
-                       deregister_after: str = "1m") -> dict:
+                       deregister_after: str = "1m", instance_id: str | None = None) -> dict:
     """Keyword arguments for py-consul's ``agent.service.register``.
 
-    The service id is the core id; the prefix the core wants in the assignment travels in Meta, so
-    the leader can write every core's entry from the catalog alone. The check is Consul's own gRPC
-    health check (type GRPC) against the standard grpc.health.v1 service the core serves.
+    The service id is instance_id (default: the core id). Giving each instance its own id lets a new
+    instance of a core start before the old one stops (a rolling update): the old one's
+    deregistration never removes the new one. The core id and the prefix the core wants in the
+    assignment travel in Meta, so the leader can write every core's entry from the catalog alone.
+    The check is Consul's own gRPC health check (type GRPC) against the standard grpc.health.v1
+    service the core serves.
     """
     check_duration(check_interval, "check interval")
     check_duration(deregister_after, "deregister-after")
     check = {"GRPC": f"{host}:{port}", "GRPCUseTLS": False, "Interval": check_interval,
              "Timeout": check_timeout or check_interval, "DeregisterCriticalServiceAfter": deregister_after}
-    return {"name": service_name, "service_id": core_id, "address": host, "port": port,
+    return {"name": service_name, "service_id": instance_id or core_id, "address": host, "port": port,
             "meta": {"core_id": core_id, "prefix": prefix}, "check": check}
 
 

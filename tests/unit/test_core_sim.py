@@ -410,3 +410,20 @@ def test_advertise_host_from_the_host_name(monkeypatch):
                                       "--consul-addr", "127.0.0.1:8500"])
     config, dummy = membership_config(args, 50556)
     assert config.host == "10.0.1.9"
+
+
+def test_each_instance_has_its_own_service_id():
+    definition = service_definition("core-1", "10.0.0.5", 50557, "vcore1", instance_id="core-1@10.0.0.5:50557")
+    assert definition["service_id"] == "core-1@10.0.0.5:50557"
+    assert definition["meta"] == {"core_id": "core-1", "prefix": "vcore1"}
+
+
+def test_two_instances_of_a_core_the_newest_registration_wins():
+    old = health_entry("vcore-1", host="10.0.1.4")
+    new = health_entry("vcore-1", host="10.0.1.9")
+    old["Service"].update(ID="vcore-1@10.0.1.4:50556", CreateIndex=10)
+    new["Service"].update(ID="vcore-1@10.0.1.9:50556", CreateIndex=42)
+    for entries in ([old, new], [new, old]):
+        cores, skipped = assignment_from_health(entries)
+        assert cores == {"vcore-1": {"id": "vcore-1", "host": "10.0.1.9", "port": 50556}}
+        assert len(skipped) == 1 and "10.0.1.4" not in str(cores)

@@ -1,0 +1,87 @@
+"""A steady, paced gRPC load on the NBI, counting every call that failed.
+
+python -m voltha_core_sim.nbi_load ADDRESS [--rate 200] [--duration 60] [--stop-file PATH] [--output FILE]
+
+CreateDevice and GetVoltha alternate on one channel, at --rate calls per second, for --duration
+seconds or until --stop-file exists. The result (calls sent, ok, failed, errors by kind, which cores
+answered) is printed as JSON, and written to --output too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+
+def run(address: str, rate: float, duration: float, stop_file: str | None = None) -> dict:
+    import grpc
+    from google.protobuf import empty_pb2
+    from voltha_protos import device_pb2, voltha_pb2_grpc
+
+    channel = grpc.insecure_channel(address)
+    stub = voltha_pb2_grpc.VolthaServiceStub(channel)
+    lock = threading.Lock()
+    counts = {"ok": 0, "failed": 0}
+    errors: dict[str, int] = {}
+    cores: dict[str, int] = {}
+    pending = threading.Semaphore(1000)
+
+    def done(future, create):
+        pending.release()
+        err = future.exception()
+        with lock:
+            if err is None:
+                counts["ok"] += 1
+                core = future.result().id.split(":")[0] if create else future.result().version
+                cores[core] = cores.get(core, 0) + 1
+            else:
+                counts["failed"] += 1
+                key = f"{err.code().name}: {err.details()}"[:200]
+                errors[key] = errors.get(key, 0) + 1
+
+    start = time.monotonic()
+    sent = 0
+    while time.monotonic() - start < duration and not (stop_file and os.path.exists(stop_file)):
+        due = int((time.monotonic() - start) * rate) + 1
+        while sent < due:
+            pending.acquire()
+            create = sent % 2 == 0
+            if create:
+                future = stub.CreateDevice.future(device_pb2.Device(type="load"), timeout=10)
+            else:
+                future = stub.GetVoltha.future(empty_pb2.Empty(), timeout=10)
+            future.add_done_callback(lambda f, c=create: done(f, c))
+            sent += 1
+        time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+    for _ in range(1000):
+        pending.acquire()
+    elapsed = time.monotonic() - start
+    channel.close()
+    return {"sent": sent, "ok": counts["ok"], "failed": counts["failed"], "errors": errors, "cores": cores,
+            "seconds": elapsed, "rate": sent / elapsed if elapsed else 0.0}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m voltha_core_sim.nbi_load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("address", help="HOST:PORT of the NBI")
+    parser.add_argument("--rate", type=float, default=200.0, help="calls per second (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds at most (default %(default)s)")
+    parser.add_argument("--stop-file", help="stop as soon as this file exists")
+    parser.add_argument("--output", help="also write the JSON result here")
+    args = parser.parse_args(argv)
+    result = run(args.address, args.rate, args.duration, args.stop_file)
+    text = json.dumps(result)
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
