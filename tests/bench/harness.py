@@ -7,8 +7,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -71,50 +69,9 @@ def _grpc_ready(grpc, port: int) -> bool:
 
 def _load_worker(address: str, rate: float, duration: float, result_queue) -> None:
     """Paced calls (CreateDevice and GetVoltha alternately); reports ok and failed counts and errors."""
-    import grpc
-    from google.protobuf import empty_pb2
-    from voltha_protos import device_pb2, voltha_pb2_grpc
+    from voltha_core_sim.nbi_load import run
 
-    channel = grpc.insecure_channel(address)
-    stub = voltha_pb2_grpc.VolthaServiceStub(channel)
-    lock = threading.Lock()
-    counts = {"ok": 0, "failed": 0}
-    errors: dict[str, int] = {}
-    pending = threading.Semaphore(1000)
-
-    def done(future):
-        pending.release()
-        err = future.exception()
-        with lock:
-            if err is None:
-                counts["ok"] += 1
-            else:
-                counts["failed"] += 1
-                key = f"{err.code().name}: {err.details()}"[:200]
-                errors[key] = errors.get(key, 0) + 1
-
-    start = time.monotonic()
-    sent = 0
-    while True:
-        now = time.monotonic()
-        if now - start >= duration:
-            break
-        due = int((now - start) * rate) + 1
-        while sent < due:
-            pending.acquire()
-            if sent % 2:
-                future = stub.GetVoltha.future(empty_pb2.Empty(), timeout=10)
-            else:
-                future = stub.CreateDevice.future(device_pb2.Device(type="bench"), timeout=10)
-            future.add_done_callback(done)
-            sent += 1
-        time.sleep(max(0.0, start + sent / rate - time.monotonic()))
-    for _ in range(1000):
-        pending.acquire()
-    elapsed = time.monotonic() - start
-    channel.close()
-    result_queue.put({"sent": sent, "ok": counts["ok"], "failed": counts["failed"], "errors": errors,
-                      "seconds": elapsed, "rate": sent / elapsed})
+    result_queue.put(run(address, rate, duration))
 
 
 class PacedLoad:
