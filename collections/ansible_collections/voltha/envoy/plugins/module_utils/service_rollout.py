@@ -1,0 +1,216 @@
+# Copyright (c) voltha.envoy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""Roll a new image into a running swarm service, or a plain container, one task at a time.
+
+A swarm service (a stack's too: the Engine API does not care who made it) gets its image changed
+with an update config that replaces one task at a time, start-first unless the service publishes
+ports in mode host (two tasks cannot hold one host port on a node), with a rollback as the failure
+action. The swarm waits for a new task's HEALTHCHECK before it counts the task as running, so a
+task that never becomes healthy fails the update and the swarm rolls back. When the update has not
+finished within the timeout, a rollback is asked for. A plain container is replaced by a new one
+made from the same configuration: the old one is stopped and kept until the new one is healthy, and
+started again if it is not.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import time
+
+from ansible_collections.voltha.envoy.plugins.module_utils.docker_images import image_or_none
+
+try:
+    from docker.errors import APIError, NotFound
+except ImportError:  # reported by the module
+    APIError = NotFound = Exception
+
+NANOSECONDS = 10 ** 9
+DONE_STATES = ("completed", "rollback_completed", "paused", "rollback_paused")
+
+
+class RolloutError(Exception):
+    def __init__(self, message, result=None):
+        Exception.__init__(self, message)
+        self.result = result or {}
+
+
+def publishes_host_ports(spec):
+    ports = ((spec.get("EndpointSpec") or {}).get("Ports")) or []
+    return any(port.get("PublishMode") == "host" for port in ports)
+
+
+def image_id(client, name):
+    image = image_or_none(client, name)
+    return image.id if image is not None else None
+
+
+def _strip_digest(name):
+    # The swarm pins images as NAME:TAG@sha256:... when it can resolve them; compare names only.
+    return name.split("@", 1)[0] if name else name
+
+
+def service_tasks(client, service_id, desired="running"):
+    return client.api.tasks(filters={"service": service_id, "desired-state": desired})
+
+
+def _task_image(task):
+    return _strip_digest(task["Spec"]["ContainerSpec"]["Image"])
+
+
+def replace_service(client, name, image, timeout=300, order="auto", monitor=2, check_mode=False,
+                    poll=0.5, clock=time.monotonic, sleep=time.sleep):
+    """Roll image into swarm service name. Returns the result dict; raises RolloutError (with the
+    result) when the update failed and was rolled back, or could not be started."""
+    started = clock()
+    try:
+        service = client.services.get(name)
+    except NotFound:
+        raise RolloutError("service %s: no such swarm service" % name)
+    spec = service.attrs["Spec"]
+    current = _strip_digest(spec["TaskTemplate"]["ContainerSpec"]["Image"])
+    new_id = image_id(client, image)
+    if new_id is None:
+        raise RolloutError("service %s: image %s is not in the Docker Engine (build it, or pull it on every node)"
+                           % (name, image))
+    old_id = image_id(client, current)
+    replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+    if order == "auto":
+        order = "stop-first" if publishes_host_ports(spec) else "start-first"
+    result = dict(changed=False, kind="service", name=name, old_image=current, new_image=image,
+                  old_image_id=old_id, new_image_id=new_id, order=order, replicas=replicas,
+                  tasks_replaced=0, rolled_back=False, update_state=None, seconds=0.0)
+    if current == image:
+        result["seconds"] = round(clock() - started, 3)
+        return result
+    result["changed"] = True
+    if check_mode:
+        result["seconds"] = round(clock() - started, 3)
+        return result
+
+    new_spec = copy.deepcopy(spec)
+    new_spec["TaskTemplate"]["ContainerSpec"]["Image"] = image
+    new_spec["TaskTemplate"]["ForceUpdate"] = (spec["TaskTemplate"].get("ForceUpdate") or 0)
+    new_spec["UpdateConfig"] = {"Parallelism": 1, "Delay": 0, "FailureAction": "rollback",
+                                "Monitor": int(monitor * NANOSECONDS), "MaxFailureRatio": 0, "Order": order}
+    new_spec["RollbackConfig"] = {"Parallelism": 1, "Delay": 0, "FailureAction": "pause",
+                                  "Monitor": int(monitor * NANOSECONDS), "MaxFailureRatio": 0, "Order": order}
+    _update(client, service.id, service.version, new_spec)
+
+    deadline = started + timeout
+    asked_rollback = False
+    while True:
+        sleep(poll)
+        service.reload()
+        status = service.attrs.get("UpdateStatus") or {}
+        state = status.get("State")
+        result["update_state"] = state
+        if state in DONE_STATES:
+            result["update_message"] = status.get("Message")
+            break
+        if clock() > deadline and not asked_rollback:
+            # The swarm did not finish (or fail) in time: go back to what ran before.
+            _update(client, service.id, service.version, service.attrs["Spec"], rollback=True)
+            asked_rollback = True
+            deadline = clock() + timeout
+        elif clock() > deadline:
+            result["seconds"] = round(clock() - started, 3)
+            raise RolloutError("service %s: neither the update nor its rollback finished in %ds (state %s)"
+                               % (name, timeout, state), result)
+    running = [t for t in service_tasks(client, service.id)
+               if t.get("Status", {}).get("State") == "running" and _task_image(t) == image]
+    result["tasks_replaced"] = len(running)
+    result["seconds"] = round(clock() - started, 3)
+    if state != "completed":
+        result["rolled_back"] = state.startswith("rollback")
+        raise RolloutError("service %s: the new tasks of %s did not become healthy in time (%s: %s); %s"
+                           % (name, image, state, status.get("Message"),
+                              "rolled back to %s" % current if result["rolled_back"] else "the update is paused"),
+                           result)
+    return result
+
+
+def _update(client, service_id, version, spec, rollback=False):
+    params = {"version": version}
+    if rollback:
+        params["rollback"] = "previous"
+    url = client.api._url("/services/{0}/update", service_id)
+    client.api._raise_for_status(client.api._post_json(url, data=spec, params=params))
+
+
+def _health(container):
+    container.reload()
+    state = container.attrs.get("State") or {}
+    if not state.get("Running"):
+        return "exited"
+    return (state.get("Health") or {}).get("Status") or "running"
+
+
+def replace_container(client, name, image, timeout=300, check_mode=False, poll=0.5, clock=time.monotonic,
+                      sleep=time.sleep):
+    """Replace plain container name by one of image with the same configuration (stop-first: a plain
+    container usually holds its published ports). Health-gated by the image's HEALTHCHECK; the old
+    container is started again when the new one does not become healthy within the timeout."""
+    started = clock()
+    try:
+        old = client.containers.get(name)
+    except NotFound:
+        raise RolloutError("container %s: no such container" % name)
+    if "com.docker.swarm.task.id" in (old.labels or {}):
+        raise RolloutError("container %s is a task of a swarm service: replace the service" % name)
+    current = old.attrs["Config"]["Image"]
+    new_id = image_id(client, image)
+    if new_id is None:
+        raise RolloutError("container %s: image %s is not in the Docker Engine" % (name, image))
+    result = dict(changed=False, kind="container", name=name, old_image=current, new_image=image,
+                  old_image_id=old.image.id, new_image_id=new_id, order="stop-first", replicas=1,
+                  tasks_replaced=0, rolled_back=False, update_state=None, seconds=0.0)
+    if old.image.id == new_id:
+        result["seconds"] = round(clock() - started, 3)
+        return result
+    result["changed"] = True
+    if check_mode:
+        return result
+
+    config, host_config = old.attrs["Config"], old.attrs["HostConfig"]
+    networks = old.attrs["NetworkSettings"].get("Networks") or {}
+    backup = "%s-replaced-%d" % (name, int(time.time()))
+    old.stop()
+    old.rename(backup)
+    new = None
+    try:
+        create = dict(image=image, name=name, command=config.get("Cmd"), entrypoint=config.get("Entrypoint"),
+                      environment=config.get("Env"), labels=config.get("Labels"), user=config.get("User") or None,
+                      working_dir=config.get("WorkingDir") or None,
+                      hostname=None if old.id.startswith(config.get("Hostname") or "-") else config.get("Hostname"),
+                      healthcheck=config.get("Healthcheck"), stop_signal=config.get("StopSignal"),
+                      host_config=host_config, detach=True)
+        container_id = client.api.create_container(**create)["Id"]
+        new = client.containers.get(container_id)
+        mode = host_config.get("NetworkMode") or "default"
+        for network, settings in networks.items():
+            if network != mode and mode not in ("host", "none") and not mode.startswith("container:"):
+                client.api.connect_container_to_network(container_id, network,
+                                                        aliases=settings.get("Aliases") or None)
+        new.start()
+        deadline = clock() + timeout
+        health = _health(new)
+        while health not in ("healthy", "running") and clock() < deadline:
+            if health in ("exited",):
+                break
+            sleep(poll)
+            health = _health(new)
+        if health not in ("healthy", "running"):
+            raise RolloutError("container %s: the new container of %s did not become healthy in %ds (%s)"
+                               % (name, image, timeout, health))
+    except (RolloutError, APIError) as err:
+        if new is not None:
+            new.remove(force=True)
+        old.rename(name)
+        old.start()
+        result.update(rolled_back=True, seconds=round(clock() - started, 3))
+        raise RolloutError("%s; the old container was started again" % err, result)
+    old.remove(force=True)
+    result.update(tasks_replaced=1, update_state="completed", seconds=round(clock() - started, 3))
+    return result
