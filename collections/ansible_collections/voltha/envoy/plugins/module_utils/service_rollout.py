@@ -147,6 +147,35 @@ def _health(container):
     return (state.get("Health") or {}).get("Status") or "running"
 
 
+# Container settings (inspect Config key -> create_container argument) carried over to the new container.
+CARRIED = (("Cmd", "command"), ("Entrypoint", "entrypoint"), ("Env", "environment"), ("Labels", "labels"),
+           ("User", "user"), ("WorkingDir", "working_dir"), ("Hostname", "hostname"), ("Healthcheck", "healthcheck"),
+           ("StopSignal", "stop_signal"), ("ExposedPorts", "ports"))
+
+
+def own_settings(config, image_config, container_id):
+    """The settings the container was given itself: those equal to its old image's defaults are left out, so
+    the new image's own defaults (its HEALTHCHECK, entry point, environment) apply."""
+    settings = {}
+    for key, argument in CARRIED:
+        value = config.get(key)
+        if key == "Hostname" and container_id.startswith(value or "-"):
+            continue  # Docker's default host name, the container id
+        if key == "Env":
+            defaults = set(image_config.get("Env") or ())
+            value = [item for item in value or () if item not in defaults]
+        elif key == "Labels":
+            defaults = image_config.get("Labels") or {}
+            value = dict((k, v) for k, v in (value or {}).items() if defaults.get(k) != v)
+        elif key == "ExposedPorts":
+            value = list(value or ()) if value != image_config.get(key) else None
+        elif value == image_config.get(key):
+            continue
+        if value:
+            settings[argument] = value
+    return settings
+
+
 def replace_container(client, name, image, timeout=300, check_mode=False, poll=0.5, clock=time.monotonic,
                       sleep=time.sleep):
     """Replace plain container name by one of image with the same configuration (stop-first: a plain
@@ -180,12 +209,8 @@ def replace_container(client, name, image, timeout=300, check_mode=False, poll=0
     old.rename(backup)
     new = None
     try:
-        create = dict(image=image, name=name, command=config.get("Cmd"), entrypoint=config.get("Entrypoint"),
-                      environment=config.get("Env"), labels=config.get("Labels"), user=config.get("User") or None,
-                      working_dir=config.get("WorkingDir") or None,
-                      hostname=None if old.id.startswith(config.get("Hostname") or "-") else config.get("Hostname"),
-                      healthcheck=config.get("Healthcheck"), stop_signal=config.get("StopSignal"),
-                      host_config=host_config, detach=True)
+        create = dict(image=image, name=name, host_config=host_config, detach=True,
+                      **own_settings(config, old.image.attrs.get("Config") or {}, old.id))
         container_id = client.api.create_container(**create)["Id"]
         new = client.containers.get(container_id)
         mode = host_config.get("NetworkMode") or "default"
