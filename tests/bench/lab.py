@@ -275,8 +275,11 @@ def report(results: dict) -> list[str]:
         "assignment in Consul no longer has the core (its gRPC health check fails, the leader rewrites the key). "
         "*Not routed*: from the kill until envoyd applied the config without the core (its "
         "`envoyd_last_apply_timestamp_seconds`); Envoy takes the new files within milliseconds of that. Until "
-        "then a call Envoy sends to the dead core fails to connect and is retried on another core "
-        "(`retry_attempts`), so the death costs no call.",
+        "then calls Envoy sends to the killed core over its open HTTP/2 connection get no answer and fail when "
+        "the core leaves Envoy's routing (UNAVAILABLE): about a third of the calls of that window, so roughly "
+        "(window x rate / 3) calls per SIGKILL. They are not retried because the core may have acted on them. "
+        "Calls that never reached a core (refused connections) are retried on another one, and a core that "
+        "stops gracefully (SIGTERM, a rolling update) costs none: see the replacements below.",
         "",
         "| | median | max |",
         "| --- | --- | --- |",

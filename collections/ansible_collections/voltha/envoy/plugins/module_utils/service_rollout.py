@@ -33,7 +33,7 @@ DONE_STATES = ("completed", "rollback_completed", "paused", "rollback_paused")
 class RolloutError(Exception):
     def __init__(self, message, result=None):
         Exception.__init__(self, message)
-        self.result = result or {}
+        self.result = result or {"rolled_back": False}
 
 
 def publishes_host_ports(spec):

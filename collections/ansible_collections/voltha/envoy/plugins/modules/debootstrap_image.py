@@ -117,16 +117,13 @@ seconds:
   type: float
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.voltha.envoy.plugins.module_utils.debian_archive import MirrorNotFound, find_mirror
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC
+from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC, run_docker_work
 from ansible_collections.voltha.envoy.plugins.module_utils.docker_images import (
     DOCKER_IMPORT_ERROR,
     ImageError,
-    connect,
     ensure_debootstrap,
 )
 
@@ -145,22 +142,16 @@ def main():
     )
     argument_spec.update(DOCKER_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if DOCKER_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
     params = module.params
-    try:
-        mirror = params["mirror"] or find_mirror()
-        client = connect(params["docker_host"], params["timeout"])
-        result = ensure_debootstrap(client, params["name"], params["suite"], mirror, params["packages"],
-                                    variant=params["variant"], components=params["components"],
-                                    changes=params["changes"], extra_tags=params["extra_tags"],
-                                    check_mode=module.check_mode, workdir=params["workdir"])
-    except (ImageError, MirrorNotFound) as err:
-        module.fail_json(msg=str(err))
-    except Exception as err:  # an Engine API error the SDK did not wrap
-        module.fail_json(msg="%s: %s" % (params["name"], err), exception=traceback.format_exc())
-    module.exit_json(**result)
 
+    def work(client):
+        return ensure_debootstrap(client, params["name"], params["suite"], params["mirror"] or find_mirror(),
+                                  params["packages"], variant=params["variant"], components=params["components"],
+                                  changes=params["changes"], extra_tags=params["extra_tags"],
+                                  check_mode=module.check_mode, workdir=params["workdir"])
+
+    run_docker_work(module, work, (ImageError, MirrorNotFound), params["name"], DOCKER_IMPORT_ERROR,
+                    missing_required_lib("docker"))
 
 if __name__ == "__main__":
     main()

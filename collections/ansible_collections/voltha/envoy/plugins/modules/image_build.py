@@ -135,15 +135,12 @@ seconds:
   type: float
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC
+from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC, run_docker_work
 from ansible_collections.voltha.envoy.plugins.module_utils.docker_images import (
     DOCKER_IMPORT_ERROR,
     ImageError,
-    connect,
     ensure_built,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils.image_inputs import ContextError
@@ -166,21 +163,15 @@ def main():
     )
     argument_spec.update(DOCKER_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if DOCKER_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
     params = module.params
-    try:
-        client = connect(params["docker_host"], params["timeout"])
-        result = ensure_built(client, params["name"], params["dockerfile"], params["sources"],
-                              buildargs=stringify(params["buildargs"]), labels=stringify(params["labels"]),
-                              extra_tags=params["extra_tags"], check_mode=module.check_mode,
-                              timeout=params["timeout"])
-    except (ImageError, ContextError) as err:
-        module.fail_json(msg=str(err))
-    except Exception as err:  # an Engine API error the SDK did not wrap
-        module.fail_json(msg="%s: %s" % (params["name"], err), exception=traceback.format_exc())
-    module.exit_json(**result)
 
+    def work(client):
+        return ensure_built(client, params["name"], params["dockerfile"], params["sources"],
+                            buildargs=stringify(params["buildargs"]), labels=stringify(params["labels"]),
+                            extra_tags=params["extra_tags"], check_mode=module.check_mode, timeout=params["timeout"])
+
+    run_docker_work(module, work, (ImageError, ContextError), params["name"], DOCKER_IMPORT_ERROR,
+                    missing_required_lib("docker"))
 
 if __name__ == "__main__":
     main()

@@ -127,16 +127,10 @@ seconds:
   type: float
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_images import (
-    DOCKER_IMPORT_ERROR,
-    ImageError,
-    connect,
-)
+from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC, run_docker_work
+from ansible_collections.voltha.envoy.plugins.module_utils.docker_images import DOCKER_IMPORT_ERROR, ImageError
 from ansible_collections.voltha.envoy.plugins.module_utils.service_rollout import (
     RolloutError,
     replace_container,
@@ -156,29 +150,23 @@ def main():
     argument_spec.update(DOCKER_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[("service", "container")], mutually_exclusive=[("service", "container")])
-    if DOCKER_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
     params = module.params
-    try:
-        client = connect(params["docker_host"], params["timeout"])
+
+    def work(client):
         if params["service"]:
             result = replace_service(client, params["service"], params["image"], timeout=params["rollout_timeout"],
                                      order=params["order"], monitor=params["monitor"], check_mode=module.check_mode)
         else:
             result = replace_container(client, params["container"], params["image"],
                                        timeout=params["rollout_timeout"], check_mode=module.check_mode)
-    except RolloutError as err:
-        module.fail_json(msg=str(err), **dict(err.result, rolled_back=err.result.get("rolled_back", False)))
-    except ImageError as err:
-        module.fail_json(msg=str(err), rolled_back=False)
-    except Exception as err:  # an Engine API error the SDK did not wrap
-        module.fail_json(msg="%s: %s" % (params["service"] or params["container"], err), rolled_back=False,
-                         exception=traceback.format_exc())
-    if module._diff and result["changed"]:
-        result["diff"] = dict(before="image: %s\n" % result["old_image"], after="image: %s\n" % result["new_image"],
-                              before_header=result["name"], after_header=result["name"])
-    module.exit_json(**result)
+        if module._diff and result["changed"]:
+            result["diff"] = dict(before="image: %s\n" % result["old_image"],
+                                  after="image: %s\n" % result["new_image"],
+                                  before_header=result["name"], after_header=result["name"])
+        return result
 
+    run_docker_work(module, work, (RolloutError, ImageError), params["service"] or params["container"],
+                    DOCKER_IMPORT_ERROR, missing_required_lib("docker"))
 
 if __name__ == "__main__":
     main()
