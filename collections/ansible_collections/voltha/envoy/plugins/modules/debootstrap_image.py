@@ -153,5 +153,6 @@ def main():
     run_docker_work(module, work, (ImageError, MirrorNotFound), params["name"], DOCKER_IMPORT_ERROR,
                     missing_required_lib("docker"))
 
+
 if __name__ == "__main__":
     main()

@@ -168,5 +168,6 @@ def main():
     run_docker_work(module, work, (RolloutError, ImageError), params["service"] or params["container"],
                     DOCKER_IMPORT_ERROR, missing_required_lib("docker"))
 
+
 if __name__ == "__main__":
     main()
