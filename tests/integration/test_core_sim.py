@@ -117,8 +117,11 @@ def wait_assignment(kv, key, cores, timeout=15.0) -> float:
 
 
 def registered(client, service) -> set[str]:
+    """The core ids registered (each instance has its own service id, CORE@HOST:PORT)."""
     _, services = client.catalog.service(service)
-    return {s["ServiceID"] for s in services}
+    assert all(s["ServiceID"] == f"{s['ServiceMeta']['core_id']}@{s['ServiceAddress']}:{s['ServicePort']}"
+               for s in services), services
+    return {s["ServiceMeta"]["core_id"] for s in services}
 
 
 def running_three(consul_agent, start_cores, keys):
