@@ -33,6 +33,7 @@ REQUIREMENTS = REPO / "requirements" / "requirements.in"
 CONSTRAINTS = REPO / "requirements" / "constraints.txt"
 CONSUL_MIN = (1, 8)
 CONSUL_SUITE = "bullseye"  # the newest Debian release that still packages consul
+REGISTRY_SUITE = "bookworm"  # docker-registry, for tests that push images
 ANSIBLE_TEST_GET_PIP = "get_pip_24_2.py"  # the bootstrap file name ansible-test 2.19 looks for
 
 
@@ -220,25 +221,27 @@ def debian_mirror() -> str:
         raise SetupError(str(err)[0].upper() + str(err)[1:] + ".") from None
 
 
-def fetch_consul(root: Path) -> Path:
-    cache = STATE / "cache" / "consul"
-    debs = sorted(cache.glob("consul_*.deb"))
+def fetch_debian_package(package: str, suite: str, root: Path) -> Path:
+    """Download Debian's PACKAGE from SUITE with a private apt list (the system's apt setup is not
+    touched) and unpack it into root; the .deb stays cached in .state/cache/PACKAGE."""
+    cache = STATE / "cache" / package
+    debs = sorted(cache.glob(f"{package}_*.deb"))
     if not debs:
         lists = cache / "apt-lists"
         (lists / "partial").mkdir(parents=True, exist_ok=True)
         sources = cache / "sources.list"
         keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-        sources.write_text(f"deb [signed-by={keyring}] {debian_mirror()} {CONSUL_SUITE} main\n")
+        sources.write_text(f"deb [signed-by={keyring}] {debian_mirror()} {suite} main\n")
         apt = ["apt-get", "-qq", "-o", f"Dir::Etc::sourcelist={sources}", "-o", "Dir::Etc::sourceparts=/dev/null",
                "-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}", "-o", "Dir::Cache::pkgcache=",
                "-o", "Dir::Cache::srcpkgcache="]
         run([*apt, "update"], capture_output=True)
-        run([*apt, "download", "consul"], capture_output=True, cwd=cache)
-        debs = sorted(cache.glob("consul_*.deb"))
+        run([*apt, "download", package], capture_output=True, cwd=cache)
+        debs = sorted(cache.glob(f"{package}_*.deb"))
         if not debs:
-            raise SetupError(f"apt-get download consul left no package in {cache}")
+            raise SetupError(f"apt-get download {package} left no package in {cache}")
     run(["dpkg-deb", "-x", str(debs[-1]), str(root)], capture_output=True)
-    return root / "usr" / "bin" / "consul"
+    return root
 
 
 def setup_consul() -> str:
@@ -257,13 +260,31 @@ def setup_consul() -> str:
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         raise SetupError("Consul 1.8 or newer is needed on PATH (or CONSUL_BIN); without apt-get and dpkg-deb "
                          "setup cannot fetch Debian's package.")
-    binary = fetch_consul(STATE / "consul-root")
+    binary = fetch_debian_package("consul", CONSUL_SUITE, STATE / "consul-root") / "usr" / "bin" / "consul"
     version = consul_version(str(binary))
     if not version:
         raise SetupError(f"{binary} does not run; remove {STATE / 'cache' / 'consul'} and try again.")
     link.unlink(missing_ok=True)
     link.symlink_to(binary)
     return f"fetched Debian's consul {'.'.join(map(str, version))} into {binary.parent}"
+
+
+# ---------------------------------------------------------------- registry
+
+def setup_registry() -> str:
+    """Debian's docker-registry, for the tests that push images to a registry (multi-node labs pull from one)."""
+    link = STATE / "bin" / "docker-registry"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    for cand in filter(None, [shutil.which("docker-registry"), str(link)]):
+        if Path(cand).exists():
+            return f"docker-registry at {Path(cand).resolve()}"
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise SetupError("docker-registry is needed on PATH; without apt-get and dpkg-deb setup cannot fetch it.")
+    binary = fetch_debian_package("docker-registry", REGISTRY_SUITE, STATE / "registry-root") / "usr" / "bin" \
+        / "docker-registry"
+    link.unlink(missing_ok=True)
+    link.symlink_to(binary)
+    return f"fetched Debian's docker-registry into {binary.parent}"
 
 
 # ---------------------------------------------------------------- Envoy
@@ -299,6 +320,7 @@ def main() -> None:
     step("docker", setup_docker)
     step("debootstrap", setup_debootstrap)
     step("consul", setup_consul)
+    step("registry", setup_registry)
     step("envoy", setup_envoy)
     step("ansible-test", setup_ansible_test)
     log(f"setup: ready in {time.monotonic() - total:.1f}s (state in {STATE})")
