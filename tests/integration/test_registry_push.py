@@ -37,7 +37,8 @@ def registry(tmp_path):
         client = docker.from_env()
         for image in client.images.list(name=f"{address}/{PROBE}"):
             for tag in image.tags:
-                client.images.remove(tag)
+                if tag.startswith(f"{address}/"):  # the image keeps its own tags
+                    client.images.remove(tag)
         client.close()
 
 
