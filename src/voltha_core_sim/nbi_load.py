@@ -17,7 +17,9 @@ import threading
 import time
 
 
-def run(address: str, rate: float, duration: float, stop_file: str | None = None) -> dict:
+def run(address: str, rate: float, duration: float, stop_file: str | None = None, keep_calls: bool = False) -> dict:
+    """The load's counts; with keep_calls also "calls", every call as (start, seconds, core or None,
+    error code or None), start on time.monotonic()'s clock."""
     import grpc
     from google.protobuf import empty_pb2
     from voltha_protos import device_pb2, voltha_pb2_grpc
@@ -28,10 +30,12 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
     counts = {"ok": 0, "failed": 0}
     errors: dict[str, int] = {}
     cores: dict[str, int] = {}
+    calls: list[tuple] = []
     pending = threading.Semaphore(1000)
 
-    def done(future, create):
+    def done(future, create, started):
         pending.release()
+        seconds = time.monotonic() - started
         err = future.exception()
         with lock:
             if err is None:
@@ -39,9 +43,12 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
                 core = future.result().id.split(":")[0] if create else future.result().version
                 cores[core] = cores.get(core, 0) + 1
             else:
+                core = None
                 counts["failed"] += 1
                 key = f"{err.code().name}: {err.details()}"[:200]
                 errors[key] = errors.get(key, 0) + 1
+            if keep_calls:
+                calls.append((started, seconds, core, err.code().name if err else None))
 
     start = time.monotonic()
     sent = 0
@@ -50,19 +57,23 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
         while sent < due:
             pending.acquire()
             create = sent % 2 == 0
+            started = time.monotonic()
             if create:
                 future = stub.CreateDevice.future(device_pb2.Device(type="load"), timeout=10)
             else:
                 future = stub.GetVoltha.future(empty_pb2.Empty(), timeout=10)
-            future.add_done_callback(lambda f, c=create: done(f, c))
+            future.add_done_callback(lambda f, c=create, t=started: done(f, c, t))
             sent += 1
         time.sleep(max(0.0, start + sent / rate - time.monotonic()))
     for _ in range(1000):
         pending.acquire()
     elapsed = time.monotonic() - start
     channel.close()
-    return {"sent": sent, "ok": counts["ok"], "failed": counts["failed"], "errors": errors, "cores": cores,
-            "seconds": elapsed, "rate": sent / elapsed if elapsed else 0.0}
+    result = {"sent": sent, "ok": counts["ok"], "failed": counts["failed"], "errors": errors, "cores": cores,
+              "seconds": elapsed, "rate": sent / elapsed if elapsed else 0.0}
+    if keep_calls:
+        result["calls"] = sorted(calls)
+    return result
 
 
 def main(argv=None) -> int:

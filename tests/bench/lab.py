@@ -80,52 +80,27 @@ def assignment() -> dict:
         return {}
 
 
-class CallRecorder:
-    """Paced CreateDevice calls through the NBI on their own thread, each one recorded:
-    (start, latency, answering core or None, error)."""
+class BackgroundLoad:
+    """nbi_load on a thread, every call kept, until stop()."""
 
-    def __init__(self, address: str, rate: float):
-        import grpc
-        from voltha_protos import device_pb2, voltha_pb2_grpc
+    def __init__(self, address: str, rate: float, name: str):
+        from voltha_core_sim.nbi_load import run as run_load
 
-        self.grpc, self.device_pb2 = grpc, device_pb2
-        self.channel = grpc.insecure_channel(address)
-        self.stub = voltha_pb2_grpc.VolthaServiceStub(self.channel)
-        self.interval = 1.0 / rate
-        self.records: list[tuple[float, float, str | None, str | None]] = []
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.stop_file = Path(f"/tmp/voltha-envoy-bench-stop-{name}")
+        self.stop_file.unlink(missing_ok=True)
+        self.result: dict = {}
+        self.thread = threading.Thread(target=lambda: self.result.update(
+            run_load(address, rate, 900, str(self.stop_file), keep_calls=True)), daemon=True)
 
-    def start(self) -> CallRecorder:
+    def start(self) -> BackgroundLoad:
         self.thread.start()
         return self
 
-    def _run(self) -> None:
-        next_at = time.monotonic()
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            future = self.stub.CreateDevice.future(self.device_pb2.Device(type="bench"), timeout=10)
-            future.add_done_callback(lambda f, t=started: self._done(f, t))
-            next_at += self.interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
-    def _done(self, future, started: float) -> None:
-        latency = time.monotonic() - started
-        try:
-            core, error = future.result().id.split(":")[0], None
-        except self.grpc.RpcError as err:
-            core, error = None, err.code().name
-        with self.lock:
-            self.records.append((started, latency, core, error))
-
-    def stop(self) -> list:
-        self.stopping.set()
-        self.thread.join()
-        time.sleep(1)  # calls in flight finish
-        self.channel.close()
-        with self.lock:
-            return sorted(self.records)
+    def stop(self) -> dict:
+        self.stop_file.touch()
+        self.thread.join(120)
+        self.stop_file.unlink(missing_ok=True)
+        return self.result
 
 
 def vcore_containers(client: docker.DockerClient) -> dict[str, object]:
@@ -159,7 +134,7 @@ def core_deaths(client: docker.DockerClient, kills: int, rate: float) -> dict:
     """SIGKILL one core at a time under load. For each: when the assignment in Consul dropped it, and
     when envoyd applied the config without it (Envoy takes the new files within milliseconds)."""
     wait_until(lambda: len(assignment()) == 3, 120, 0.2)
-    recorder = CallRecorder(f"127.0.0.1:{NBI_PORT}", rate).start()
+    load = BackgroundLoad(f"127.0.0.1:{NBI_PORT}", rate, "deaths").start()
     time.sleep(3)
     deaths = []
     try:
@@ -176,7 +151,7 @@ def core_deaths(client: docker.DockerClient, kills: int, rate: float) -> dict:
             wait_until(lambda: len(assignment()) == 3, 120, 0.2)
             time.sleep(2)
     finally:
-        records = recorder.stop()
+        records = load.stop()["calls"]
     failed = [r for r in records if r[3]]
     errors: dict[str, int] = {}
     for r in failed:
@@ -188,23 +163,16 @@ def core_deaths(client: docker.DockerClient, kills: int, rate: float) -> dict:
 
 def replacements(rate: float) -> list[dict]:
     """replace.yml for each service under a steady load through the NBI: failed calls and wall time."""
-    from voltha_core_sim.nbi_load import run as run_load
 
     rows = []
     for service in ("vcore", "voltha", "consul"):
-        stop_file = Path(f"/tmp/voltha-envoy-bench-stop-{service}")
-        stop_file.unlink(missing_ok=True)
-        outcome: dict = {}
-        load = threading.Thread(target=lambda out=outcome, stop=str(stop_file): out.update(
-            run_load(f"127.0.0.1:{NBI_PORT}", rate, 600, stop)), daemon=True)
-        load.start()
+        load = BackgroundLoad(f"127.0.0.1:{NBI_PORT}", rate, service).start()
         time.sleep(2)
         seconds, _, out = playbook("replace.yml", {"service": service,
                                                    "images_labels": {"org.opencontainers.image.revision": "bench"}})
         time.sleep(2)
-        stop_file.touch()
-        load.join(120)
-        stop_file.unlink(missing_ok=True)
+        outcome = load.stop()
+        outcome.pop("calls", None)
         match = re.search(r"(\d+) task\(s\) replaced (\S+) in ([0-9.]+) s", out)
         rows.append({"service": service, "playbook_seconds": seconds,
                      "tasks": int(match.group(1)) if match else 0, "order": match.group(2) if match else "?",
@@ -271,7 +239,8 @@ def report(results: dict) -> list[str]:
         "### A core's death",
         "",
         f"One core container SIGKILLed at a time ({len(dropped)} times, each core in turn, the leader among them) "
-        f"while {deaths['rate']:.0f} CreateDevice calls/s go through Envoy. *Dropped*: from the kill until the "
+        f"while {deaths['rate']:.0f} calls/s (CreateDevice and GetVoltha alternately) go through Envoy. "
+        "*Dropped*: from the kill until the "
         "assignment in Consul no longer has the core (its gRPC health check fails, the leader rewrites the key). "
         "*Not routed*: from the kill until envoyd applied the config without the core (its "
         "`envoyd_last_apply_timestamp_seconds`); Envoy takes the new files within milliseconds of that. Until "
