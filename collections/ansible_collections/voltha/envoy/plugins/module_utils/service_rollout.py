@@ -68,6 +68,11 @@ def replace_service(client, name, image, timeout=300, order="auto", monitor=2, c
         service = client.services.get(name)
     except NotFound:
         raise RolloutError("service %s: no such swarm service" % name)
+    except APIError as err:
+        if err.status_code == 503:  # the engine answers services calls only as a swarm manager
+            raise RolloutError("service %s: this Docker Engine is not a swarm manager, so it has no services "
+                               "(run the task on a manager, or name a container)" % name)
+        raise
     spec = service.attrs["Spec"]
     current = _strip_digest(spec["TaskTemplate"]["ContainerSpec"]["Image"])
     new_id = image_id(client, image)
