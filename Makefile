@@ -5,22 +5,23 @@ BIN    := $(VENV)/bin
 export STATE_DIR ?= $(CURDIR)/.state
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup test unit sanity lint integration molecule bench lab lab-down lab-processes lab-processes-down constraints clean
+.PHONY: help setup test unit sanity lint images integration molecule bench lab lab-down lab-processes lab-processes-down constraints clean
 
 help:
 	@echo "make lab    bring up the local lab"
 	@echo "make test   set up the machine, then run every test (unit, sanity, lint, integration, molecule)"
 	@echo "make bench  run the benchmarks and rewrite BENCHMARKS.md"
-	@echo "make setup  only prepare the machine (venv, Docker Engine, Consul, Envoy)"
+	@echo "make setup  only prepare the machine (venv, Docker Engine's programs, Consul, Envoy)"
 
 setup:
 	@$(PYTHON) scripts/setup.py
 
+# The Docker-facing stages run on an engine of the tests' own (see README: what make test starts and leaves).
 test: setup
-	@scripts/run_tests.sh all
+	@$(PYTHON) scripts/run_tests.py all
 
-unit integration sanity lint molecule: setup
-	@scripts/run_tests.sh $@
+unit sanity lint images integration molecule: setup
+	@$(PYTHON) scripts/run_tests.py $@
 
 bench: setup
 	@$(BIN)/python -m tests.bench
@@ -28,6 +29,7 @@ bench: setup
 # The local lab: every image built from source (offline), a one-node swarm, the stack deployed,
 # then one call through the NBI. `make lab-down` removes the stack.
 lab: setup
+	@$(PYTHON) scripts/docker_engine.py system
 	@$(BIN)/ansible-playbook -i inventories/local playbooks/site.yml
 	@$(BIN)/python -m voltha_core_sim.nbi_client 127.0.0.1:50555 --count 3
 	@echo "NBI: 127.0.0.1:50555 (voltha.VolthaService through Envoy); Consul: http://127.0.0.1:8500"

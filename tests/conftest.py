@@ -6,14 +6,19 @@ whether the test passed or failed.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import envoy_version, find_envoy
 from tests.support.consul_agent import ConsulAgent
 from tests.support.envoy_proxy import EnvoyProxy
-from tests.support.paths import consul_binary
+from tests.support.paths import REPO, consul_binary
+
+PROBE = "voltha-envoy/health-probe:latest"
 
 
 def pytest_report_header(config):
@@ -80,14 +85,32 @@ def start_envoy(tmp_path):
 
 @pytest.fixture(scope="session")
 def docker_client():
+    """The Docker Engine of DOCKER_HOST (make test points it at an engine of its own)."""
     import docker
 
-    client = docker.from_env()
-    client.ping()
+    endpoint = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except docker.errors.DockerException as err:
+        pytest.fail(f"no Docker Engine answers at {endpoint}: {err} (make test starts one of its own)")
     try:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def lab_images(docker_client):
+    """Every image of the lab, made by the images role (playbooks/build.yml). Images are tagged by
+    their inputs, so when they are there already this builds nothing."""
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(REPO / "inventories/local"),
+            str(REPO / "playbooks/build.yml")]
+    run = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=1800,
+                         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"))
+    if run.returncode != 0:
+        pytest.fail("the images role (playbooks/build.yml) failed:\n" + run.stdout[-4000:] + run.stderr[-2000:])
+    return docker_client
 
 
 @pytest.fixture
@@ -116,3 +139,24 @@ def start_envoyd(tmp_path):
         return daemon, lambda: daemon.start(wait_healthy=wait_healthy)
 
     yield from stop_all_afterwards(make)
+
+
+@pytest.fixture
+def own_engine(tmp_path, lab_images):
+    """A Docker Engine of this test alone (its own network namespace and data root: no swarm, no
+    images but the health probe's), for tests that change an engine's swarm state. Stopped after."""
+    import docker
+
+    from scripts.docker_engine import TestEngine
+
+    if os.geteuid() != 0:
+        pytest.fail("this test starts a Docker Engine of its own, which needs root (a network namespace)")
+    engine = TestEngine(tmp_path / "state")
+    try:
+        engine.up()
+        client = docker.DockerClient(base_url=engine.endpoint, timeout=120)
+        client.images.load(b"".join(lab_images.images.get(PROBE).save(named=PROBE)))
+        yield engine, client
+        client.close()
+    finally:
+        engine.down()

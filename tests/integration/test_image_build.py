@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import uuid
 
-import docker
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils.image_inputs import LABEL_INPUTS
@@ -16,14 +15,8 @@ SCRATCH_DOCKERFILE = "FROM scratch\nCOPY payload /payload\n"
 
 
 @pytest.fixture(scope="module")
-def engine():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as err:
-        pytest.fail(f"the Docker Engine does not answer (make setup starts it): {err}")
-    yield client
-    client.close()
+def engine(docker_client):
+    return docker_client
 
 
 @pytest.fixture
@@ -94,12 +87,9 @@ def test_a_missing_source_is_named(tmp_path, repository):
     assert result["failed"] and "sources[0].src" in result["msg"]
 
 
-def test_the_health_probe_is_static_and_probes(engine, tmp_path):
+def test_the_health_probe_is_static_and_probes(lab_images, tmp_path):
     """The Go program of the images role: FROM scratch, and its gRPC mode makes a real call."""
-    try:
-        image = engine.images.get(PROBE)
-    except docker.errors.ImageNotFound:
-        pytest.skip("the images are built by `ansible-playbook playbooks/build.yml` (the molecule stage)")
+    image = lab_images.images.get(PROBE)
     assert image.attrs["Size"] < 20 * 2**20
     closed = subprocess.run(["docker", "run", "--rm", "--network", "none", PROBE, "tcp", "127.0.0.1:9", "-timeout",
                              "1s"], capture_output=True, text=True, timeout=60)

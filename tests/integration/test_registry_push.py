@@ -9,7 +9,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import docker
 import pytest
 
 from tests.support.paths import REPO, STATE
@@ -19,7 +18,7 @@ PROBE = "voltha-envoy/health-probe"
 
 
 @pytest.fixture
-def registry(tmp_path):
+def registry(tmp_path, docker_client):
     binary = STATE / "bin" / "docker-registry"
     if not binary.exists():
         pytest.fail(f"no docker-registry at {binary}: run `make setup`")
@@ -34,12 +33,10 @@ def registry(tmp_path):
         yield address
     finally:
         process.stop()
-        client = docker.from_env()
-        for image in client.images.list(name=f"{address}/{PROBE}"):
+        for image in docker_client.images.list(name=f"{address}/{PROBE}"):
             for tag in image.tags:
                 if tag.startswith(f"{address}/"):  # the image keeps its own tags
-                    client.images.remove(tag)
-        client.close()
+                    docker_client.images.remove(tag)
 
 
 def _get(url):
@@ -50,12 +47,8 @@ def _get(url):
         return None
 
 
-def test_images_are_pushed_under_their_inputs_tag_and_latest(registry):
-    engine = docker.from_env()
-    try:
-        engine.images.get(f"{PROBE}:latest")
-    except docker.errors.ImageNotFound:
-        pytest.skip("the images are built by `ansible-playbook playbooks/build.yml` (the molecule stage)")
+def test_images_are_pushed_under_their_inputs_tag_and_latest(registry, lab_images):
+    engine = lab_images
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(REPO / "inventories/local"),
             str(REPO / "playbooks/build.yml"), "-e", json.dumps({"images_build": ["go"], "images_registry": registry})]
     run = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=600)
@@ -63,4 +56,3 @@ def test_images_are_pushed_under_their_inputs_tag_and_latest(registry):
     inputs_tag = engine.images.get(f"{PROBE}:latest").labels["io.voltha-envoy.inputs"][:12]
     tags = _get(f"http://{registry}/v2/{PROBE}/tags/list")
     assert sorted(tags["tags"]) == sorted(["latest", inputs_tag])
-    engine.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import docker
 import pytest
 
 from tests.support.ansible_runner import run_playbook
@@ -15,14 +14,8 @@ VCORE = "voltha-envoy/vcore:latest"
 
 
 @pytest.fixture(scope="module")
-def engine():
-    client = docker.from_env()
-    try:
-        client.images.get(VCORE)
-    except docker.errors.ImageNotFound:
-        pytest.skip("the images are built by `ansible-playbook playbooks/build.yml` (the molecule stage)")
-    yield client
-    client.close()
+def engine(lab_images):
+    return lab_images
 
 
 @pytest.fixture
@@ -56,9 +49,9 @@ def core_container(engine):
     del container
 
 
-def replace(tmp_path, check=False, diff=False, **args):
+def replace(tmp_path, check=False, diff=False, env=None, **args):
     run = run_playbook(tmp_path / "play", [{"name": "replace", "voltha.envoy.service_replace": args}], check=check,
-                       diff=diff)
+                       diff=diff, env=env)
     assert "replace" in run.tasks, run.stdout[-3000:] + run.stderr[-3000:]
     return run["replace"]
 
@@ -93,7 +86,17 @@ def test_an_unhealthy_container_is_rolled_back(tmp_path, engine, core_container,
 
 
 def test_unknown_targets_and_images_are_named(tmp_path, engine, core_container):
-    assert "no such swarm service" in replace(tmp_path, service="voltha-envoy-test-absent", image=VCORE)["msg"]
     assert "no such container" in replace(tmp_path, container="voltha-envoy-test-absent", image=VCORE)["msg"]
     missing = replace(tmp_path, container=core_container, image="voltha-envoy-test/absent:1")
     assert "voltha-envoy-test/absent:1" in missing["msg"] and "not in the Docker Engine" in missing["msg"]
+
+
+def test_services_need_a_swarm_manager(tmp_path, own_engine):
+    own, client = own_engine
+    probe = "voltha-envoy/health-probe:latest"
+    env = {"DOCKER_HOST": own.endpoint}
+    outside = replace(tmp_path, env=env, service="voltha-envoy-test-absent", image=probe)
+    assert outside["failed"] and "not a swarm manager" in outside["msg"], outside
+    client.swarm.init(advertise_addr="127.0.0.1")
+    inside = replace(tmp_path, env=env, service="voltha-envoy-test-absent", image=probe)
+    assert inside["failed"] and "no such swarm service" in inside["msg"], inside

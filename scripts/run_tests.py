@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Run the test stages (all, or some of: unit sanity lint images integration molecule) and sum them up.
+
+Every stage runs even when an earlier one failed. The Docker-facing stages (images, integration,
+molecule) run on a Docker Engine of the tests' own (scripts/docker_engine.py): started before the first
+of them, in a network namespace of its own, and stopped when the run ends, pass, fail or Ctrl-C. The
+integration and molecule stages run inside that namespace, where the stacks publish their ports; the
+images stage runs outside it, because debootstrap reads the Debian mirror.
+
+Environment:
+  VOLTHA_TEST_DOCKER_HOST   run the Docker stages on that engine instead (it gets a swarm and stacks)
+  VOLTHA_TEST_ALLOW_SKIPS=1 a skipped test does not fail its stage (it is still counted)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker_engine import REPO, STATE, EngineError, TestEngine
+
+BIN = REPO / ".venv" / "bin"
+COLLECTION = REPO / "collections" / "ansible_collections" / "voltha" / "envoy"
+REPORTS = STATE / "test-reports"
+STAGES = ["unit", "sanity", "lint", "images", "integration", "molecule"]
+DOCKER_STAGES = {"images", "integration", "molecule"}
+ALLOW_SKIPS = os.environ.get("VOLTHA_TEST_ALLOW_SKIPS", "") not in ("", "0", "false", "no")
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    detail: str = ""
+    lines: list[str] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(self):
+        self.env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), STATE_DIR=str(STATE))
+        # The user's own engine is never the tests' unless VOLTHA_TEST_DOCKER_HOST names it.
+        for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+            self.env.pop(name, None)
+        self.engine: TestEngine | None = None
+        self.engine_ready = False
+        self.engine_error = ""
+        self.engine_note = "not needed"
+        REPORTS.mkdir(parents=True, exist_ok=True)
+
+    # -- processes
+
+    def run(self, argv: list[str], cwd: Path = REPO, in_engine_netns: bool = False) -> tuple[int, list[str]]:
+        """Run argv with its output shown as it comes and kept for the summary."""
+        if in_engine_netns and self.engine is not None:
+            argv = self.engine.wrap(argv)
+        proc = subprocess.Popen(argv, cwd=cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True, errors="replace")
+        lines = []
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                lines.append(line.rstrip("\n"))
+            return proc.wait(), lines
+        except BaseException:
+            proc.terminate()
+            proc.wait(60)
+            raise
+
+    # -- the engine
+
+    def start_engine(self) -> None:
+        self.engine_ready = True
+        external = os.environ.get("VOLTHA_TEST_DOCKER_HOST")
+        if external:
+            self.env["DOCKER_HOST"] = external
+            self.engine_note = f"VOLTHA_TEST_DOCKER_HOST={external} (the tests' swarm and stacks are on it)"
+            return
+        engine = TestEngine()
+        try:
+            print(f"test engine: {engine.up()}", flush=True)
+        except EngineError as err:
+            self.engine_error = str(err)
+            self.engine_note = f"none: {err}"
+            return
+        self.engine = engine
+        self.env["DOCKER_HOST"] = engine.endpoint
+        self.engine_note = f"{engine.name}, data in {engine.state / 'data'}"
+
+    def stop_engine(self) -> None:
+        if self.engine is not None:
+            said = self.engine.down()
+            print(f"test engine: {said}", flush=True)
+            self.engine_note += "; stopped"
+            self.engine = None
+
+    # -- stages
+
+    def pytest(self, name: str, path: str, in_engine_netns: bool = False) -> Outcome:
+        report = REPORTS / f"{name}.xml"
+        report.unlink(missing_ok=True)
+        rc, _ = self.run([str(BIN / "pytest"), path, "-q", f"--junitxml={report}"], in_engine_netns=in_engine_netns)
+        counts = junit_counts(report)
+        if counts is None:
+            return Outcome(False, f"pytest exited {rc} and wrote no report")
+        tests, failed, errors, skipped = counts
+        detail = f"{tests} tests: {tests - failed - errors - skipped} passed, {failed} failed, {errors} errors, " \
+                 f"{skipped} skipped"
+        ok = rc == 0
+        if skipped and not ALLOW_SKIPS:
+            ok = False
+            detail += " (a skip fails the stage: VOLTHA_TEST_ALLOW_SKIPS=1 allows it)"
+        return Outcome(ok, detail)
+
+    def stage_unit(self) -> Outcome:
+        return self.pytest("unit", "tests/unit")
+
+    def stage_sanity(self) -> Outcome:
+        # --venv: ansible-test builds its own venvs offline with the pip bootstrap setup put in place.
+        rc, lines = self.run([str(BIN / "ansible-test"), "sanity", "--venv", "--python", "3.11", "--color", "no"],
+                             cwd=COLLECTION)
+        ran = sum(1 for line in lines if line.startswith("Running sanity test"))
+        skipped = sum(1 for line in lines if re.match(r"(WARNING: )?Skipping sanity test", line))
+        failed = sum(1 for line in lines if re.match(r"ERROR: Found \d+ .* issue", line))
+        return Outcome(rc == 0, f"{ran} sanity tests run, {skipped} skipped{', failures reported' if failed else ''}")
+
+    def stage_lint(self) -> Outcome:
+        ruff, _ = self.run([str(BIN / "ruff"), "check", "."])
+        lint, _ = self.run([str(BIN / "ansible-lint"), "--offline", "--profile", "production", "--nocolor"])
+        words = lambda rc: "ok" if rc == 0 else "FAILED"  # noqa: E731 (a local formatter)
+        return Outcome(ruff == 0 and lint == 0, f"ruff {words(ruff)}, ansible-lint (production) {words(lint)}")
+
+    def stage_images(self) -> Outcome:
+        # Every image of the lab, built from source; nothing is built again unless its inputs changed.
+        rc, lines = self.run([str(BIN / "ansible-playbook"), "-i", "inventories/local", "playbooks/build.yml"])
+        recap = [line for line in lines if re.match(r"localhost\s+: ok=", line)]
+        changed = re.search(r"changed=(\d+)", recap[-1]).group(1) if recap else "?"
+        return Outcome(rc == 0, f"playbooks/build.yml: {changed} task(s) changed")
+
+    def stage_integration(self) -> Outcome:
+        return self.pytest("integration", "tests/integration", in_engine_netns=True)
+
+    def stage_molecule(self) -> Outcome:
+        scenarios = sorted(d.name for d in (REPO / "molecule").iterdir() if (d / "molecule.yml").exists())
+        if not scenarios:
+            return Outcome(False, "no molecule scenarios found")
+        results = []
+        for scenario in scenarios:
+            t0 = time.monotonic()
+            rc, _ = self.run([str(BIN / "molecule"), "test", "-s", scenario], in_engine_netns=True)
+            results.append((scenario, rc == 0, time.monotonic() - t0))
+        detail = ", ".join(f"{s} {'ok' if ok else 'FAILED'} ({secs:.0f}s)" for s, ok, secs in results)
+        return Outcome(all(ok for _, ok, _ in results), f"{len(results)} scenarios: {detail}")
+
+
+def junit_counts(path: Path) -> tuple[int, int, int, int] | None:
+    """(tests, failures, errors, skipped) of a pytest JUnit report."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    return tuple(sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures", "errors", "skipped"))
+
+
+def interrupted(signum, frame):
+    """SIGTERM (a CI timeout, a kill) unwinds like Ctrl-C, so the engine is stopped either way."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str]) -> int:
+    stages = argv or ["all"]
+    if stages == ["all"]:
+        stages = STAGES
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        print(f"unknown stage(s): {', '.join(unknown)}; the stages are: {' '.join(STAGES)}", file=sys.stderr)
+        return 2
+    runner = Runner()
+    signal.signal(signal.SIGTERM, interrupted)
+    rows: list[tuple[str, Outcome, float]] = []
+    started = time.monotonic()
+    try:
+        for stage in stages:
+            print(f"=== test stage: {stage}", flush=True)
+            t0 = time.monotonic()
+            if stage in DOCKER_STAGES and not runner.engine_ready:
+                runner.start_engine()
+            if stage in DOCKER_STAGES and runner.engine_error:
+                outcome = Outcome(False, f"no Docker Engine for the tests: {runner.engine_error}")
+            else:
+                outcome = getattr(runner, f"stage_{stage}")()
+            rows.append((stage, outcome, time.monotonic() - t0))
+    except KeyboardInterrupt:
+        rows.append(("interrupted", Outcome(False, "the run was stopped"), 0.0))
+    finally:
+        try:
+            runner.stop_engine()
+        except Exception as err:  # the summary must still be printed
+            print(f"test engine: could not be stopped: {err}", flush=True)
+    print(f"=== make test: {time.monotonic() - started:.0f}s; Docker Engine: {runner.engine_note}")
+    for stage, outcome, seconds in rows:
+        print(f"  {stage:<12} {'ok' if outcome.ok else 'FAILED':<7} {seconds:6.0f}s  {outcome.detail}")
+    passed = sum(1 for _, o, _ in rows if o.ok)
+    print(f"stages: {passed} passed, {len(rows) - passed} failed", flush=True)
+    return 0 if passed == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
