@@ -66,10 +66,10 @@ def replace_service(client, name, image, timeout=300, order="auto", monitor=2, c
     started = clock()
     try:
         service = client.services.get(name)
-    except NotFound:
-        raise RolloutError("service %s: no such swarm service" % name)
-    except APIError as err:
-        if err.status_code == 503:  # the engine answers services calls only as a swarm manager
+    except APIError as err:  # NotFound is an APIError
+        if isinstance(err, NotFound):
+            raise RolloutError("service %s: no such swarm service" % name)
+        if getattr(err, "status_code", None) == 503:  # the engine answers services calls only as a swarm manager
             raise RolloutError("service %s: this Docker Engine is not a swarm manager, so it has no services "
                                "(run the task on a manager, or name a container)" % name)
         raise
