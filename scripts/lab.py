@@ -43,7 +43,8 @@ def configure(args) -> None:
 
 def env() -> dict:
     result = dict(os.environ)
-    result["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(REPO / "src")])
+    envoyd_package = REPO / "collections/ansible_collections/voltha/envoy/roles/envoyd/files"
+    result["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(envoyd_package), str(REPO / "src")])
     return result
 
 

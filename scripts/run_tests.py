@@ -103,10 +103,10 @@ class Runner:
 
     # -- stages
 
-    def pytest(self, name: str, path: str, in_engine_netns: bool = False) -> Outcome:
+    def pytest(self, name: str, paths: list[str], in_engine_netns: bool = False) -> Outcome:
         report = REPORTS / f"{name}.xml"
         report.unlink(missing_ok=True)
-        rc, _ = self.run([str(BIN / "pytest"), path, "-q", f"--junitxml={report}"], in_engine_netns=in_engine_netns)
+        rc, _ = self.run([str(BIN / "pytest"), *paths, "-q", f"--junitxml={report}"], in_engine_netns=in_engine_netns)
         counts = junit_counts(report)
         if counts is None:
             return Outcome(False, f"pytest exited {rc} and wrote no report")
@@ -120,7 +120,8 @@ class Runner:
         return Outcome(ok, detail)
 
     def stage_unit(self) -> Outcome:
-        return self.pytest("unit", "tests/unit")
+        # The collection's own unit tests (laid out as Ansible collections do) and the core simulator's.
+        return self.pytest("unit", [str(COLLECTION.relative_to(REPO) / "tests" / "unit"), "tests/unit"])
 
     def stage_sanity(self) -> Outcome:
         # --venv: ansible-test builds its own venvs offline with the pip bootstrap setup put in place.
@@ -145,7 +146,7 @@ class Runner:
         return Outcome(rc == 0, f"playbooks/build.yml: {changed} task(s) changed")
 
     def stage_integration(self) -> Outcome:
-        return self.pytest("integration", "tests/integration", in_engine_netns=True)
+        return self.pytest("integration", ["tests/integration"], in_engine_netns=True)
 
     def stage_molecule(self) -> Outcome:
         scenarios = sorted(d.name for d in (REPO / "molecule").iterdir() if (d / "molecule.yml").exists())

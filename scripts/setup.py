@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("STATE_DIR", REPO / ".state")).resolve()
 sys.path.insert(0, str(REPO / "collections"))
-from ansible_collections.voltha.envoy.plugins.module_utils.debian_archive import (  # noqa: E402 (needs the path)
+from ansible_collections.voltha.envoy.plugins.module_utils._debian.archive import (  # noqa: E402 (needs the path)
     MirrorNotFound,
     find_mirror,
 )
@@ -94,16 +94,14 @@ def setup_venv() -> str:
 
 
 def link_sources() -> None:
-    """Put the collection and the envoyd launcher on the venv's path, live from the work tree."""
+    """Put the collection, the envoyd package and the core simulator on the venv's path, live from the
+    work tree: `.venv/bin/python -m envoyd` runs this checkout's envoyd."""
     pth = venv_site_packages() / "voltha_envoy.pth"
-    text = f"{REPO / 'collections'}\n{REPO / 'src'}\n"
+    envoyd_package = REPO / "collections/ansible_collections/voltha/envoy/roles/envoyd/files"
+    paths = [REPO / "collections", envoyd_package, REPO / "src"]
+    text = "".join(f"{path}\n" for path in paths)
     if not pth.exists() or pth.read_text() != text:
         pth.write_text(text)
-    launcher = VENV / "bin" / "envoyd"
-    body = f"#!{venv_python()}\nimport sys\nfrom envoyd.__main__ import main\nsys.exit(main())\n"
-    if not launcher.exists() or launcher.read_text() != body:
-        launcher.write_text(body)
-        launcher.chmod(0o755)
 
 
 # ---------------------------------------------------------------- Docker Engine
@@ -231,7 +229,7 @@ def setup_registry() -> str:
 # ---------------------------------------------------------------- Envoy
 
 def setup_envoy() -> str:
-    code = ("from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy, "
+    code = ("from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy, "
             "envoy_version; path = find_envoy(); print(path, envoy_version(path))")
     try:
         out = run([str(venv_python()), "-c", code], capture_output=True).stdout.split()

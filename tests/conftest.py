@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import envoy_version, find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import envoy_version, find_envoy
 from tests.support.consul_agent import ConsulAgent
 from tests.support.envoy_proxy import EnvoyProxy
 from tests.support.paths import REPO, consul_binary

@@ -23,7 +23,7 @@ HOSTNAME = "@hostname"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
+    from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import DEFAULT_KEY
 
     from .election import DEFAULT_LOCK_KEY
     from .registration import DEFAULT_SERVICE_NAME
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def membership_config(args, port: int):
     """MembershipConfig and ConsulSettings from the parsed arguments; raises ValueError on bad values."""
-    from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
+    from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
         ConsulSettings,
         settings_from_environment,
         split_address,

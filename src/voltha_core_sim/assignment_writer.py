@@ -8,8 +8,8 @@ bad registration cannot keep the others out. ``AssignmentWriter`` stores it with
 
 from __future__ import annotations
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import AssignmentError, parse_core
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store import AssignmentStore
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError, parse_core
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import AssignmentStore
 
 
 def instance_entry(entry: dict) -> tuple[str, dict]:

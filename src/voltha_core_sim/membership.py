@@ -20,10 +20,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store import AssignmentStore, pretty
-from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import ConsulSettings
-from ansible_collections.voltha.envoy.plugins.module_utils.consul_watch import KeyWatcher, consul_kv_fetcher
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import DEFAULT_KEY
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import AssignmentStore, pretty
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import ConsulSettings
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, consul_kv_fetcher
 
 from .assignment_writer import AssignmentWriter, assignment_from_health, frozen
 from .election import DEFAULT_LOCK_KEY, FOLLOWER, LeaderElection, NotLeader

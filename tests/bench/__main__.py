@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import envoy_version, find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import envoy_version, find_envoy
 from tests.bench.harness import (
     CoreProcesses,
     PacedLoad,

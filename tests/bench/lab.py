@@ -124,7 +124,7 @@ def wait_until(predicate, timeout: float, step: float = 0.01):
 def last_apply(client: docker.DockerClient) -> float:
     """envoyd's envoyd_last_apply_timestamp_seconds, read inside the voltha container (its status port
     is on the container's loopback)."""
-    container = client.containers.list(filters={"label": f"com.docker.swarm.service.name={STACK}_voltha"})[0]
+    container = client.containers.list(filters={"label": f"com.docker.swarm.service.name={STACK}_envoyd"})[0]
     code = ("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/metrics').read().decode())")
     out = container.exec_run(["/opt/envoyd/bin/python", "-c", code]).output.decode()
     return float(re.search(r"^envoyd_last_apply_timestamp_seconds (\S+)$", out, re.M).group(1))
@@ -165,7 +165,7 @@ def replacements(rate: float) -> list[dict]:
     """replace.yml for each service under a steady load through the NBI: failed calls and wall time."""
 
     rows = []
-    for service in ("vcore", "voltha", "consul"):
+    for service in ("vcore", "envoyd", "consul"):
         load = BackgroundLoad(f"127.0.0.1:{NBI_PORT}", rate, service).start()
         time.sleep(2)
         seconds, _, out = playbook("replace.yml", {"service": service,

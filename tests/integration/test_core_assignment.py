@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import (
     AssignmentConflictError,
     AssignmentStore,
 )

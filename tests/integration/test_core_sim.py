@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
 from tests.support.grpc_client import NbiClient
 from tests.support.paths import source_env
 from tests.support.processes import ManagedProcess, free_port, wait_for

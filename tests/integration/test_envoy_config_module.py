@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import parse_assignment
-from ansible_collections.voltha.envoy.plugins.module_utils.render import Renderer
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer
 from tests.support.ansible_runner import run_playbook
 from tests.support.envoyd_runner import envoyd_argv, envoyd_env
 from tests.support.grpc_client import NbiClient

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import AssignmentError, parse_assignment
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import EnvoyValidator
-from ansible_collections.voltha.envoy.plugins.module_utils.render import Renderer
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError, parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import EnvoyValidator
 
 label = st.from_regex(r"\A[a-z0-9_]([a-z0-9_-]{0,10}[a-z0-9_])?\Z")
 dns_names = st.lists(label, min_size=1, max_size=4).map(".".join).filter(lambda n: not n.split(".")[-1].isdigit())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
 
 from .processes import ManagedProcess
 

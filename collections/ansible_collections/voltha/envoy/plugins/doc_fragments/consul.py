@@ -1,12 +1,7 @@
 # Copyright (c) voltha.envoy contributors
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     # How to reach Consul; shared by every Consul-facing module (module_defaults group voltha.envoy.consul).
     DOCUMENTATION = r"""
 options:

@@ -1,10 +1,6 @@
 # Copyright (c) voltha.envoy contributors
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 # Ansible plugins keep their documentation above the imports.
 
 DOCUMENTATION = r"""
@@ -74,12 +70,12 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import assignment_to_dict
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import assignment_to_dict
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import (
     AssignmentStore,
     AssignmentStoreError,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
     CONSUL_ARGUMENT_SPEC,
     PY_CONSUL_IMPORT_ERROR,
     ConsulConfigError,
@@ -102,17 +98,18 @@ class LookupModule(LookupBase):
             settings = settings_from_params(params)
             kv = settings.client().kv
         except ConsulConfigError as err:
-            raise AnsibleError("voltha.envoy.core_assignment: %s" % to_native(err))
+            raise AnsibleError("voltha.envoy.core_assignment: %s" % to_native(err)) from err
         results = []
         for key in keys:
             try:
                 store = AssignmentStore(kv, key, default_port)
                 snap = store.read_valid(allow_missing=True)
             except AssignmentStoreError as err:
-                raise AnsibleError("voltha.envoy.core_assignment: %s" % to_native(err))
+                raise AnsibleError("voltha.envoy.core_assignment: %s" % to_native(err)) from err
             except Exception as err:  # py-consul's and requests' errors: report any, with its type
-                raise AnsibleError("voltha.envoy.core_assignment: Consul at %s://%s failed reading %s: %s: %s"
-                                   % (settings.scheme, settings.address, key, type(err).__name__, to_native(err)))
+                raise AnsibleError(
+                    "voltha.envoy.core_assignment: Consul at %s://%s failed reading %s: %s: %s"
+                    % (settings.scheme, settings.address, key, type(err).__name__, to_native(err))) from err
             if not snap.exists:
                 if missing == "error":
                     raise AnsibleError("voltha.envoy.core_assignment: key %s does not exist in Consul at %s "

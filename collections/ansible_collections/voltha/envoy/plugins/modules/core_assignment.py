@@ -2,10 +2,6 @@
 # Copyright (c) voltha.envoy contributors
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 # Ansible plugins keep their documentation above the imports.
 
 DOCUMENTATION = r"""
@@ -212,13 +208,13 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
     DEFAULT_CORE_PORT,
     DEFAULT_KEY,
     AssignmentError,
     assignment_to_dict,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import (
     DEFAULT_RETRIES,
     AssignmentConflictError,
     AssignmentStore,
@@ -228,7 +224,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store impo
     normalize_prefixes,
     pretty,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
     CONSUL_ARGUMENT_SPEC,
     PY_CONSUL_IMPORT_ERROR,
     ConsulConfigError,

@@ -2,10 +2,6 @@
 # Copyright (c) voltha.envoy contributors
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: debootstrap_image
 short_description: Make a Debian image with debootstrap, offline from any registry
@@ -117,14 +113,15 @@ seconds:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.voltha.envoy.plugins.module_utils.debian_archive import MirrorNotFound, find_mirror
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC, run_docker_work
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_images import (
-    DOCKER_IMPORT_ERROR,
-    ImageError,
+from ansible_collections.voltha.envoy.plugins.module_utils._debian.archive import find_mirror
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.images import (
     ensure_debootstrap,
+)
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.module_runner import (
+    DOCKER_ARGUMENT_SPEC,
+    run_docker_work,
 )
 
 
@@ -150,8 +147,7 @@ def main():
                                   changes=params["changes"], extra_tags=params["extra_tags"],
                                   check_mode=module.check_mode, workdir=params["workdir"])
 
-    run_docker_work(module, work, (ImageError, MirrorNotFound), params["name"], DOCKER_IMPORT_ERROR,
-                    missing_required_lib("docker"))
+    run_docker_work(module, work, params["name"])
 
 
 if __name__ == "__main__":

@@ -2,10 +2,6 @@
 # Copyright (c) voltha.envoy contributors
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 # Ansible modules keep their documentation above the imports.
 
 DOCUMENTATION = r"""
@@ -203,31 +199,30 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
     DEFAULT_KEY,
     AssignmentError,
     assignment_to_dict,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store import normalize_cores
-from ansible_collections.voltha.envoy.plugins.module_utils.config_writer import (
-    layout_files,
-    render_assignment,
-    write_files,
-)
-from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import normalize_cores
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
     CONSUL_ARGUMENT_SPEC,
     PY_CONSUL_IMPORT_ERROR,
     ConsulConfigError,
     settings_from_params,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils.consul_watch import consul_kv_fetcher
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import EnvoyNotFound, find_envoy
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import (
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import consul_kv_fetcher
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import EnvoyNotFound, find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
+    layout_files,
+    sha256_text,
+    write_files,
+)
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, RenderError, render_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import (
     ConfigRejected,
     EnvoyValidator,
-    sha256_text,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils.render import Renderer, RenderError
 
 # The module_utils guard these imports too and say what is missing when it is used; here they decide,
 # before any work, whether to fail with missing_required_lib.

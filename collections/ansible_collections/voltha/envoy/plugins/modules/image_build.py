@@ -2,10 +2,6 @@
 # Copyright (c) voltha.envoy contributors
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: image_build
 short_description: Build a Docker image from listed sources, only when its inputs changed
@@ -135,15 +131,15 @@ seconds:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC, run_docker_work
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_images import (
-    DOCKER_IMPORT_ERROR,
-    ImageError,
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.images import (
     ensure_built,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils.image_inputs import ContextError
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.module_runner import (
+    DOCKER_ARGUMENT_SPEC,
+    run_docker_work,
+)
 
 
 def stringify(values):
@@ -170,8 +166,7 @@ def main():
                             buildargs=stringify(params["buildargs"]), labels=stringify(params["labels"]),
                             extra_tags=params["extra_tags"], check_mode=module.check_mode, timeout=params["timeout"])
 
-    run_docker_work(module, work, (ImageError, ContextError), params["name"], DOCKER_IMPORT_ERROR,
-                    missing_required_lib("docker"))
+    run_docker_work(module, work, params["name"])
 
 
 if __name__ == "__main__":

@@ -2,10 +2,6 @@
 # Copyright (c) voltha.envoy contributors
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: service_replace
 short_description: Roll a new image into one running swarm service or plain container, health-gated
@@ -127,12 +123,13 @@ seconds:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_args import DOCKER_ARGUMENT_SPEC, run_docker_work
-from ansible_collections.voltha.envoy.plugins.module_utils.docker_images import DOCKER_IMPORT_ERROR, ImageError
-from ansible_collections.voltha.envoy.plugins.module_utils.service_rollout import (
-    RolloutError,
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.module_runner import (
+    DOCKER_ARGUMENT_SPEC,
+    run_docker_work,
+)
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.rollout import (
     replace_container,
     replace_service,
 )
@@ -165,8 +162,7 @@ def main():
                                   before_header=result["name"], after_header=result["name"])
         return result
 
-    run_docker_work(module, work, (RolloutError, ImageError), params["service"] or params["container"],
-                    DOCKER_IMPORT_ERROR, missing_required_lib("docker"))
+    run_docker_work(module, work, params["service"] or params["container"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,145 @@
+# Copyright (c) voltha.envoy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""The core assignment: which VOLTHA cores serve, as stored in Consul.
+
+The stored form is a JSON object keyed by a prefix, one entry per core:
+``{"<prefix>": {"id": "<core id>", "host": "<ip or dns name>", "port": 50556}}``; ``port`` is optional.
+Parsing is strict and every error names the prefix, the field and the value, so a bad write in
+Consul can be found and fixed. Cores are kept sorted by prefix: equal data renders equal bytes.
+
+Used by the core_assignment module and lookup, the envoy_config module, envoyd (through
+_envoy/render) and the core simulator.
+"""
+
+import ipaddress
+import json
+import re
+from collections import namedtuple
+
+from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
+
+DEFAULT_KEY = "service/voltha/data/core/assignment"
+DEFAULT_CORE_PORT = 50556
+MAX_HOST_LENGTH = 253
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")  # used with match(): anchored at both ends
+
+
+class AssignmentError(VolthaEnvoyError, ValueError):
+    """The assignment cannot be used; the message names what is wrong and where."""
+
+    def __init__(self, message, prefix=None, field=None, value=None):
+        super().__init__(message)
+        self.prefix = prefix
+        self.field = field
+        self.value = value
+
+
+Core = namedtuple("Core", ["prefix", "id", "host", "port"])
+
+
+def _show(value, limit=80):
+    """A value as it should appear in an error message: JSON, cut when long."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
+
+
+def host_kind(host):
+    """'ipv4', 'ipv6' or 'dns' for a valid host; None when it is neither an IP address nor a DNS name.
+
+    IPv6 scope ids (``fe80::1%eth0``) are refused: Envoy's socket addresses do not take them, and
+    Python's parser accepts any text after the ``%``.
+    """
+    if "%" in host:
+        return None
+    try:
+        return "ipv%d" % ipaddress.ip_address(host).version
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > MAX_HOST_LENGTH:
+        return None
+    labels = name.split(".")
+    if all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit():
+        return "dns"
+    return None
+
+
+def _is_unicode_text(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _field_error(prefix, field, value, why):
+    return AssignmentError("core %s: field %r %s, got %s" % (_show(prefix), field, why, _show(value)),
+                           prefix=prefix, field=field, value=value)
+
+
+def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT):
+    """Validate one entry of the assignment and return it as a Core."""
+    if not isinstance(entry, dict):
+        raise AssignmentError("core %s: must be a JSON object with 'id' and 'host', got %s"
+                              % (_show(prefix), _show(entry)), prefix=prefix, value=entry)
+    for field in ("id", "host"):
+        if field not in entry:
+            raise AssignmentError("core %s: field %r is missing" % (_show(prefix), field), prefix=prefix, field=field)
+    core_id, host = entry["id"], entry["host"]
+    if not isinstance(core_id, str) or not core_id.strip():
+        raise _field_error(prefix, "id", core_id, "must be a non-empty string")
+    if not _is_unicode_text(core_id):
+        raise _field_error(prefix, "id", core_id, "must be valid Unicode text (it has a lone surrogate)")
+    if not isinstance(host, str):
+        raise _field_error(prefix, "host", host, "must be a string")
+    if host_kind(host) is None:
+        raise _field_error(prefix, "host", host, "must be an IP address or a DNS name")
+    port = entry.get("port", default_port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise _field_error(prefix, "port", port, "must be an integer from 1 to 65535")
+    return Core(prefix=prefix, id=core_id, host=host, port=port)
+
+
+def parse_assignment(raw, default_port=DEFAULT_CORE_PORT):
+    """Parse the stored value (bytes, text, or an already decoded object) into a sorted tuple of Cores.
+
+    Raises AssignmentError for anything that is not a non-empty, valid assignment.
+    """
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise AssignmentError("assignment is not UTF-8 text: %s" % err) from err
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise AssignmentError("assignment is empty")
+        try:
+            data = json.loads(raw)
+        except ValueError as err:
+            raise AssignmentError("assignment is not valid JSON: %s" % err) from err
+    else:
+        data = raw
+    if not isinstance(data, dict):
+        raise AssignmentError("assignment must be a JSON object of cores keyed by prefix, got %s" % _show(data),
+                              value=data)
+    if not data:
+        raise AssignmentError("assignment has no cores")
+    cores = tuple(parse_core(prefix, data[prefix], default_port) for prefix in sorted(data))
+    seen = {}
+    for core in cores:
+        if core.id in seen:
+            raise AssignmentError("core %s: field 'id' duplicates core %s, got %s"
+                                  % (_show(core.prefix), _show(seen[core.id]), _show(core.id)),
+                                  prefix=core.prefix, field="id", value=core.id)
+        seen[core.id] = core.prefix
+    return cores
+
+
+def assignment_to_dict(cores):
+    """The stored form of a tuple of Cores (the inverse of parse_assignment)."""
+    return dict((c.prefix, {"id": c.id, "host": c.host, "port": c.port}) for c in cores)
+
+
+def dump_assignment(cores):
+    """Canonical JSON text of the assignment: sorted keys, no spaces, so equal data compares equal."""
+    return json.dumps(assignment_to_dict(cores), sort_keys=True, separators=(",", ":"))

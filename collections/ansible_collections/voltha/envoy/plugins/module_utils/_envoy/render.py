@@ -1,0 +1,208 @@
+# Copyright (c) voltha.envoy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""Render an Envoy v3 bootstrap from a template, the core assignment and template variables.
+
+Safety by construction: the Jinja2 environment writes the result of every ``{{ expression }}`` as a
+JSON scalar (JSON is YAML), so a value from Consul is always one quoted string or number and can
+never add keys, lists or documents to the config. StrictUndefined turns a missing variable into an
+error that names it.
+
+Used by envoyd's applier and settings, and the envoy_config module.
+"""
+
+import json
+import re
+from collections import namedtuple
+
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
+    DEFAULT_CORE_PORT,
+    DEFAULT_KEY,
+    AssignmentError,
+    host_kind,
+    parse_assignment,
+)
+from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
+from ansible_collections.voltha.envoy.plugins.module_utils._common.yaml_io import YAMLError, load_yaml
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.template import VOLTHA_TEMPLATE
+
+try:
+    import jinja2
+    import jinja2.meta
+except ImportError:  # reported by the caller that needs it
+    jinja2 = None
+
+
+class RenderError(VolthaEnvoyError, ValueError):
+    """The template could not be rendered, or did not give an Envoy bootstrap."""
+
+
+# The rendered bootstrap as text (what is written and compared), as data (what is split and checked),
+# and the text's format: "json" or "yaml" (Envoy picks its parser by the file's extension).
+Rendered = namedtuple("Rendered", ["text", "config", "format"])
+
+# Template variables the shipped template uses, with their defaults and types. User templates may
+# use any other names; those arrive as strings.
+DEFAULT_VARIABLES = {
+    "listen_address": "0.0.0.0",
+    "listen_port": 50555,
+    "admin_address": "127.0.0.1",
+    "admin_port": 8001,
+    "core_port": DEFAULT_CORE_PORT,
+    "access_log_path": "/dev/stdout",
+    "connect_timeout": "0.25s",
+    "buffer_limit_bytes": 1048576,
+    # Retries of calls that never reached a core (connection refused or reset before the request,
+    # stream refused by a core going away), each on another core: a core's death costs no call.
+    "retry_attempts": 2,
+    "listener_name": "voltha_nbi",
+    "cluster_name": "voltha-grpc",
+    "rr_cluster_name": "voltha-grpc-rr",
+    "route_prefix": "/voltha.",
+    "round_robin_methods": ["/voltha.VolthaGlobalService/CreateDevice", "/voltha.VolthaService/CreateDevice"],
+}
+_PORT_VARIABLES = ("listen_port", "admin_port", "core_port")
+
+_PLAIN_ASCII = re.compile(r"[\x20-\x7e]*\Z")
+_YAML_BREAKS = (0x85, 0x2028, 0x2029, 0xFEFF)  # line breaks (folded to spaces) and the byte order mark
+
+
+def _yaml_literal(char):
+    """Whether a character stands for itself inside a YAML double-quoted scalar (else it is escaped)."""
+    code = ord(char)
+    return (code == 0x09 or 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF
+            or 0xE000 <= code <= 0xFFFD or code >= 0x10000) and code not in _YAML_BREAKS
+
+
+def _json_scalar(value):
+    """Jinja2 finalize hook: every expression's output becomes JSON text that YAML reads back equal.
+
+    Non-ASCII text is written as is (a JSON \\u escape of an astral character is a surrogate pair,
+    which YAML refuses); line breaks and characters outside YAML's printable set are escaped.
+    """
+    if jinja2 is not None and isinstance(value, jinja2.Undefined):
+        return value
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if _PLAIN_ASCII.match(text):
+        return text
+    return "".join(c if _yaml_literal(c) else "\\u%04x" % ord(c) for c in text)
+
+
+def parse_variables(pairs):
+    """Turn NAME=VALUE strings (from --var) into a dict, typing the shipped template's variables."""
+    result = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise RenderError("template variable %r must be NAME=VALUE" % pair)
+        result[name.strip()] = value
+    return result
+
+
+def merge_variables(overrides):
+    """Defaults plus overrides, with ports checked and converted to integers."""
+    merged = dict(DEFAULT_VARIABLES)
+    merged.update(overrides or {})
+    for name in _PORT_VARIABLES:
+        value = merged[name]
+        try:
+            port = int(value)
+        except (TypeError, ValueError):
+            port = None
+        lowest = 1 if name == "core_port" else 0  # 0 lets Envoy pick a free port (tests, labs)
+        if isinstance(value, bool) or port is None or not lowest <= port <= 65535:
+            raise RenderError("template variable %s must be a port from %d to 65535, got %s"
+                              % (name, lowest, json.dumps(value)))
+        merged[name] = port
+    attempts = merged["retry_attempts"]
+    try:
+        merged["retry_attempts"] = int(attempts)
+    except (TypeError, ValueError):
+        merged["retry_attempts"] = None
+    if isinstance(attempts, bool) or merged["retry_attempts"] is None or not 0 <= merged["retry_attempts"] <= 10:
+        raise RenderError("template variable retry_attempts must be an integer from 0 to 10, got %s"
+                          % json.dumps(attempts))
+    if isinstance(merged["round_robin_methods"], str):
+        merged["round_robin_methods"] = [m.strip() for m in merged["round_robin_methods"].split(",") if m.strip()]
+    return merged
+
+
+class Renderer:
+    """A compiled template; render() is called once per assignment change."""
+
+    def __init__(self, template_text=None, variables=None, template_name="voltha"):
+        if jinja2 is None:
+            raise RenderError("the jinja2 Python library is required to render Envoy configs")
+        self.template_name = template_name
+        self.variables = merge_variables(variables)
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, finalize=_json_scalar, autoescape=False,
+                                 keep_trailing_newline=True)
+        source = template_text if template_text is not None else VOLTHA_TEMPLATE
+        try:
+            self._template = env.from_string(source)
+            # Only what the template uses is built for it: with 10,000 cores each unused list costs megabytes.
+            self._uses = jinja2.meta.find_undeclared_variables(env.parse(source))
+        except jinja2.TemplateSyntaxError as err:
+            raise RenderError("template %s line %s: %s" % (template_name, err.lineno, err.message)) from err
+
+    def render(self, cores):
+        """Render the bootstrap for a tuple of Cores; raises RenderError naming the problem."""
+        context = dict(self.variables)
+        context.update(template_context(cores, self._uses))
+        try:
+            text = self._template.render(context)
+        except jinja2.UndefinedError as err:
+            raise RenderError(
+                "template %s: %s (pass it with --var NAME=VALUE)" % (self.template_name, err.message)) from err
+        except jinja2.TemplateError as err:
+            raise RenderError("template %s: %s" % (self.template_name, err)) from err
+        except Exception as err:  # a template's own expression failed (1/0, str + int): still the template's error
+            raise RenderError("template %s: %s: %s" % (self.template_name, type(err).__name__, err)) from err
+        del context  # before the text is parsed: the peak memory of a large assignment
+        config, fmt = load_bootstrap(text, self.template_name)
+        return Rendered(text, config, fmt)
+
+
+def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type")):
+    """What a template gets from the assignment.
+
+    cores: one mapping per core (prefix, id, host, port, kind: ipv4, ipv6 or dns), for templates that
+    lay out endpoints themselves; lb_endpoints: the Envoy v3 LbEndpoint list for all cores, built
+    here (fast, and already in the right shape); cluster_type: STATIC when every host is an IP
+    address, else STRICT_DNS (Envoy resolves the names).
+    """
+    kinds = [host_kind(c.host) for c in cores]
+    context = {"cluster_type": "STATIC" if "dns" not in kinds else "STRICT_DNS"}
+    if "cores" in uses:
+        context["cores"] = [dict(prefix=c.prefix, id=c.id, host=c.host, port=c.port, kind=kind)
+                            for c, kind in zip(cores, kinds)]
+    if "lb_endpoints" in uses:
+        context["lb_endpoints"] = [
+            {"endpoint": {"address": {"socket_address": {"address": c.host, "port_value": c.port}}, "hostname": c.id}}
+            for c in cores]
+    return context
+
+
+def load_bootstrap(text, source="config"):
+    """Parse rendered text, JSON first (C speed) then YAML; check it is a mapping, as a bootstrap is.
+
+    Returns (config, "json" or "yaml").
+    """
+    try:
+        data, fmt = json.loads(text), "json"
+    except ValueError:
+        try:
+            data, fmt = load_yaml(text), "yaml"
+        except YAMLError as err:
+            raise RenderError("%s did not render valid JSON or YAML: %s" % (source, err)) from err
+    if not isinstance(data, dict):
+        raise RenderError("%s must render a mapping (an Envoy bootstrap), got %s" % (source, type(data).__name__))
+    return data, fmt
+
+
+def render_assignment(renderer, value, key=DEFAULT_KEY):
+    """An assignment value (bytes or text from Consul, or decoded data; None: the key does not exist)
+    -> (cores, Rendered). Raises AssignmentError or RenderError."""
+    if value is None:
+        raise AssignmentError("assignment key %s does not exist" % key)
+    cores = parse_assignment(value, default_port=renderer.variables["core_port"])
+    return cores, renderer.render(cores)

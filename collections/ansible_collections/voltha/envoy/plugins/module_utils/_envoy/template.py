@@ -1,0 +1,96 @@
+# Copyright (c) voltha.envoy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""The shipped Envoy v3 template for VOLTHA's northbound gRPC interface.
+
+Kept as a Python string so it travels with the code everywhere the code runs (the daemon, the
+container image, and Ansible modules on a remote host). Every ``{{ }}`` output is written as a JSON
+value by the renderer, so values never need quoting here and can never add configuration.
+
+It is written in JSON (with Jinja comments) rather than YAML because JSON parses at C speed: with
+10,000 cores the rendered config is megabytes, and rendering is on the data path. The endpoints
+come as ``lb_endpoints``, a list the renderer builds from the validated cores.
+
+Routing (the seed's, on the v3 API): CreateDevice goes round-robin over every assigned core; every
+other ``/voltha.`` call goes to the core cluster. No route timeout and no stream idle timeout:
+VOLTHA has long-lived streaming calls.
+
+Used by _envoy/render (the default template).
+"""
+
+VOLTHA_TEMPLATE = """\
+{# Envoy v3 bootstrap for the VOLTHA NBI, rendered by voltha.envoy from the core assignment. #}
+{
+  "admin": {
+    "address": {"socket_address": {"address": {{ admin_address }}, "port_value": {{ admin_port }}}}
+  },
+  "static_resources": {
+    "listeners": [{
+      "name": {{ listener_name }},
+      "address": {"socket_address": {"address": {{ listen_address }}, "port_value": {{ listen_port }}}},
+      "per_connection_buffer_limit_bytes": {{ buffer_limit_bytes }},
+      "filter_chains": [{"filters": [{
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+          "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+          "stat_prefix": "ingress_grpc",
+          "codec_type": "AUTO",
+          "stream_idle_timeout": "0s",
+          "access_log": [{
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+              "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+              "path": {{ access_log_path }}
+            }
+          }],
+          "route_config": {
+            "name": "voltha",
+            "virtual_hosts": [{
+              "name": "voltha",
+              "domains": ["*"],
+              "routes": [
+{%- for method in round_robin_methods %}
+                {"match": {"prefix": {{ method }}}, "route": {"cluster": {{ rr_cluster_name }}, "timeout": "0s"}},
+{%- endfor %}
+                {"match": {"prefix": {{ route_prefix }}}, "route": {"cluster": {{ cluster_name }}, "timeout": "0s"}}
+              ],
+              "retry_policy": {
+                "retry_on": "connect-failure,refused-stream,reset-before-request",
+                "num_retries": {{ retry_attempts }},
+                "retry_host_predicate": [{
+                  "name": "envoy.retry_host_predicates.previous_hosts",
+                  "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                  }
+                }],
+                "host_selection_retry_max_attempts": 3
+              }
+            }]
+          },
+          "http_filters": [{
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+          }]
+        }
+      }]}]
+    }],
+    "clusters": [
+{%- for name in [cluster_name, rr_cluster_name] %}
+      {
+        "name": {{ name }},
+        "type": {{ cluster_type }},
+        "connect_timeout": {{ connect_timeout }},
+        "lb_policy": "ROUND_ROBIN",
+        "per_connection_buffer_limit_bytes": {{ buffer_limit_bytes }},
+        "typed_extension_protocol_options": {
+          "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}
+          }
+        },
+        "load_assignment": {"cluster_name": {{ name }}, "endpoints": [{"lb_endpoints": {{ lb_endpoints }}}]}
+      }{% if not loop.last %},{% endif %}
+{%- endfor %}
+    ]
+  }
+}
+"""

@@ -1,0 +1,54 @@
+# Copyright (c) voltha.envoy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""envoyd's command line: settings (settings.py), logging, --check-settings, then the daemon.
+
+The one entry point: `python -m envoyd` and the `envoyd` command of the venv, the image and the role
+all call main().
+"""
+
+import logging
+import sys
+
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.applier import ConfigApplier
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.daemon import Daemon
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.metrics import DaemonMetrics
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import SettingsError, load_settings
+
+LOG = logging.getLogger("envoyd")
+
+
+def check_settings(settings):
+    """--check-settings: everything that can be checked without Consul (for installers and CI)."""
+    try:
+        envoy_bin = find_envoy(settings.envoy_bin)
+        ConfigApplier(settings, envoy_bin, DaemonMetrics())
+    except Exception as err:  # report any problem as one line, whatever its type
+        sys.stderr.write("envoyd: %s\n" % err)
+        return 2
+    sys.stdout.write("envoyd: settings ok (envoy %s, consul %s, key %s)\n"
+                     % (envoy_bin, settings.consul.address, settings.assignment_key))
+    return 0
+
+
+def main(argv=None):
+    try:
+        settings = load_settings(argv)
+    except SettingsError as err:
+        sys.stderr.write("envoyd: %s\n" % err)
+        return 2
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s envoyd %(levelname)s %(message)s")
+    LOG.debug("settings: consul %r", settings.consul)
+    if settings.check_settings:
+        return check_settings(settings)
+    try:
+        daemon = Daemon(settings)
+    except (SettingsError, RenderError) as err:
+        LOG.error("%s", err)
+        return 2
+    except Exception as err:  # a missing Envoy binary and the like: say what, not a traceback
+        LOG.error("cannot start: %s: %s", type(err).__name__, err)
+        return 2
+    return daemon.run()

@@ -1,6 +1,0 @@
-import sys
-
-from ansible_collections.voltha.envoy.plugins.module_utils.envoyd import main
-
-if __name__ == "__main__":
-    sys.exit(main())
