@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils import envoy_binary
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_binary import EnvoyNotFound, find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy import binary as envoy_binary
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import EnvoyNotFound, find_envoy
 
 
 def make_exe(path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.debian_archive import MirrorNotFound, find_mirror
+from ansible_collections.voltha.envoy.plugins.module_utils._debian.archive import MirrorNotFound, find_mirror
 
 
 def test_environment_wins(tmp_path):

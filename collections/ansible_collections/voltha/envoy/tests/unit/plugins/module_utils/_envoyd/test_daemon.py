@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import ConfigRejected, EnvoyValidator
-from ansible_collections.voltha.envoy.plugins.module_utils.envoyd import Daemon
-from ansible_collections.voltha.envoy.plugins.module_utils.envoyd_settings import load_settings
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import ConfigRejected, EnvoyValidator
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.daemon import Daemon
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import load_settings
 
 
 def test_an_unexpected_error_in_apply_is_logged_and_counted_not_raised(tmp_path, caplog):
@@ -19,7 +19,7 @@ def test_an_unexpected_error_in_apply_is_logged_and_counted_not_raised(tmp_path,
     daemon.applier.apply = explode
     with caplog.at_level(logging.ERROR, logger="envoyd"):
         daemon._handle_kv(("kv", b"{}", 7, time.monotonic()))
-    assert daemon.metrics.rejects.get(reason="internal") == 1
+    assert daemon.metrics.value("envoyd_rejects_total", reason="internal") == 1
     assert "unexpected error" in caplog.text and "boom" in caplog.text
 
 

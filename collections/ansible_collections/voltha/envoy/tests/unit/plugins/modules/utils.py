@@ -17,6 +17,7 @@ class Exited(Exception):
 
 def catch_module_exits(monkeypatch) -> None:
     """Make exit_json and fail_json raise Exited instead of printing and leaving the process."""
+
     def exit_json(self, **kwargs):
         raise Exited(kwargs, failed=False)
 

@@ -8,16 +8,15 @@ import json
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import DEFAULT_KEY
 from ansible_collections.voltha.envoy.plugins.modules import core_assignment
-from tests.support.module_harness import ModuleHarness, catch_module_exits
-from tests.unit.test_assignment_store import FakeKV
+from ansible_collections.voltha.envoy.tests.unit.plugins.module_utils._assignment.fake_kv import FakeKV
+from ansible_collections.voltha.envoy.tests.unit.plugins.modules.utils import ModuleHarness, catch_module_exits
 
 CORES = [{"prefix": "vcore2", "id": "core-2", "host": "10.0.1.6", "port": 50557},
          {"prefix": "vcore1", "id": "core-1", "host": "10.0.1.5"}]
 STORED = {"vcore1": {"id": "core-1", "host": "10.0.1.5", "port": 50556},
           "vcore2": {"id": "core-2", "host": "10.0.1.6", "port": 50557}}
-
 
 
 @pytest.fixture(autouse=True)
@@ -132,7 +131,7 @@ def test_set_then_unchanged(kv):
     assert result["cores"][0] == {"prefix": "vcore1", "id": "core-1", "host": "10.0.1.5", "port": 50556}
     assert result["index"] == kv.data[DEFAULT_KEY][1] and result["conflicts"] == 0
     assert result["replaced_invalid"] is False
-    again = ok({"cores": {p: v for p, v in STORED.items()}})
+    again = ok({"cores": dict(STORED)})
     assert not again["changed"] and again["index"] == result["index"]
 
 

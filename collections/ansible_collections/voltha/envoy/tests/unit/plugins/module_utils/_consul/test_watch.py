@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.consul_watch import MISSING, KeyWatcher, consul_kv_fetcher
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import MISSING, KeyWatcher, consul_kv_fetcher
 
 
 class FakeConsul:
@@ -29,7 +29,7 @@ class Recorder:
         kwargs.setdefault("clock", lambda: 0.0)
         return KeyWatcher(fetch, lambda value, index: self.changes.append((value, index)),
                           lambda error, delay: self.errors.append((error, delay)),
-                          lambda failures: self.recoveries.append(failures), **kwargs)
+                          self.recoveries.append, **kwargs)
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_first_answer_is_reported_even_when_missing(rec):
 def test_only_changes_are_reported_and_index_follows(rec):
     fetch = FakeConsul((5, b"a"), (6, b"a"), (7, b"b"), (8, b"b"), (9, MISSING), (10, b"b"))
     w = rec.watcher(fetch)
-    for _ in range(6):
+    for _dummy in range(6):
         w.poll_once()
     assert rec.changes == [(b"a", 5), (b"b", 7), (None, 9), (b"b", 10)]
     assert [call[0] for call in fetch.calls] == [0, 5, 6, 7, 8, 9]
@@ -57,7 +57,7 @@ def test_only_changes_are_reported_and_index_follows(rec):
 
 def test_empty_value_and_missing_key_are_different(rec):
     w = rec.watcher(FakeConsul((1, MISSING), (2, b""), (3, MISSING)))
-    for _ in range(3):
+    for _dummy in range(3):
         w.poll_once()
     assert rec.changes == [(None, 1), (b"", 2), (None, 3)]
 
@@ -87,7 +87,7 @@ def test_negative_index_at_zero_is_treated_as_one(rec):
 def test_backwards_index_resets_without_reporting_same_value(rec):
     fetch = FakeConsul((100, b"v"), (3, b"v"), (4, b"v"))
     w = rec.watcher(fetch)
-    for _ in range(3):
+    for _dummy in range(3):
         w.poll_once()
     assert rec.changes == [(b"v", 100)]
     assert [call[0] for call in fetch.calls] == [0, 100, 0]
@@ -98,7 +98,7 @@ def test_errors_back_off_keep_index_and_recover_once(rec):
     boom = [OSError("refused %d" % i) for i in range(3)]
     fetch = FakeConsul((7, b"a"), boom[0], boom[1], boom[2], (8, b"a"), (9, b"b"))
     w = rec.watcher(fetch, backoff_base=0.5, backoff_max=100.0)
-    delays = [w.poll_once() for _ in range(6)]
+    delays = [w.poll_once() for _dummy in range(6)]
     assert delays[1:4] == [0.5, 1.0, 2.0]
     assert rec.errors == [(boom[0], 0.5), (boom[1], 1.0), (boom[2], 2.0)]
     assert [call[0] for call in fetch.calls] == [0, 7, 7, 7, 7, 8]  # failures do not change the index
@@ -112,7 +112,7 @@ def test_any_exception_is_survived(rec):
     w.poll_once()
     w.poll_once()
     w.poll_once()
-    assert [type(e) for e, _ in rec.errors] == [ValueError, KeyError]
+    assert [type(e) for e, _dummy in rec.errors] == [ValueError, KeyError]
     assert rec.recoveries == [2]
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils import consul_connection
-from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import (
+from ansible_collections.voltha.envoy.plugins.module_utils._consul import connection as consul_connection
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
     ConsulConfigError,
     ConsulSettings,
     settings_from_environment,

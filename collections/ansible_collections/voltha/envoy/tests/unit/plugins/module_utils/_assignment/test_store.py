@@ -4,8 +4,12 @@ import json
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import AssignmentError, Core, dump_assignment
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
+    AssignmentError,
+    Core,
+    dump_assignment,
+)
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import (
     AssignmentConflictError,
     AssignmentStore,
     AssignmentStoreError,
@@ -15,57 +19,12 @@ from ansible_collections.voltha.envoy.plugins.module_utils.assignment_store impo
     normalize_prefixes,
     pretty,
 )
+from ansible_collections.voltha.envoy.tests.unit.plugins.module_utils._assignment.fake_kv import FakeKV
 
 KEY = "test/assignment"
 ONE = {"vcore1": {"id": "core-1", "host": "10.0.0.1", "port": 50556}}
 TWO = {"vcore1": {"id": "core-1", "host": "10.0.0.1", "port": 50556},
        "vcore2": {"id": "core-2", "host": "10.0.0.2", "port": 50557}}
-
-
-class FakeKV:
-    """Consul KV semantics that matter here: a global index, ModifyIndex per key, cas on put and delete."""
-
-    def __init__(self):
-        self.index = 10
-        self.data = {}  # key -> (value bytes, modify index)
-        self.puts = []
-        self.deletes = []
-        self.before_write = None  # called before put/delete decides, to simulate another writer
-
-    def get(self, key):
-        if key not in self.data:
-            return str(self.index), None
-        value, modify = self.data[key]
-        return str(self.index), {"Key": key, "Value": value, "ModifyIndex": modify, "CreateIndex": 1}
-
-    def raw_put(self, key, value):
-        self.index += 1
-        self.data[key] = (value.encode() if isinstance(value, str) else value, self.index)
-
-    def put(self, key, value, cas=None):
-        if self.before_write:
-            self.before_write(self)
-        self.puts.append((key, value, cas))
-        current = self.data.get(key, (None, 0))[1]
-        if cas is not None and cas != current:
-            return False
-        self.raw_put(key, value)
-        return True
-
-    def delete(self, key, cas=None):
-        if self.before_write:
-            self.before_write(self)
-        self.deletes.append((key, cas))
-        if key not in self.data:
-            return True
-        if cas is not None and cas != self.data[key][1]:
-            return False
-        del self.data[key]
-        self.index += 1
-        return True
-
-    def stored(self, key=KEY):
-        return json.loads(self.data[key][0])
 
 
 @pytest.fixture
@@ -317,7 +276,7 @@ def test_conflict_is_retried_and_recomputed(kv):
     assert outcome.changed and outcome.conflicts == 1
     # recomputed on the other writer's value: its core is kept, ours is added, vcore1 (gone there) stays gone
     assert sorted(kv.stored()) == ["vcore3", "vcore7"]
-    assert [cas for _, _, cas in kv.puts] == [0, 11, 12]  # create, lost, retried on the new index
+    assert [cas for _dummy, _dummy, cas in kv.puts] == [0, 11, 12]  # create, lost, retried on the new index
 
 
 def test_conflict_that_makes_our_write_unneeded(kv):

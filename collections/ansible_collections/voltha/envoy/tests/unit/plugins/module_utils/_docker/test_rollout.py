@@ -1,6 +1,6 @@
 """The pure parts of rolling replacements: which settings a replaced container keeps, which order a service gets."""
 
-from ansible_collections.voltha.envoy.plugins.module_utils.service_rollout import own_settings, publishes_host_ports
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.rollout import own_settings, publishes_host_ports
 
 IMAGE = {"Cmd": ["--host", "0.0.0.0"], "Entrypoint": ["/opt/vcore/bin/python", "-m", "voltha_core_sim"],
          "Env": ["PATH=/usr/bin"], "Labels": {"io.voltha-envoy.inputs": "abc"}, "User": "vcore",

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import DEFAULT_KEY
-from ansible_collections.voltha.envoy.plugins.module_utils.envoyd_settings import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import DEFAULT_KEY
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import (
     OPTIONS,
     SettingsError,
     load_settings,
@@ -293,7 +293,7 @@ def test_tls_settings():
                        "--consul-client-key", "/k", "--datacenter", "dc2"], {})
     c = s.consul
     assert (c.validate_certs, c.ca_path, c.client_cert, c.client_key, c.datacenter) == (False, "/ca", "/c", "/k",
-                                                                                       "dc2")
+                                                                                        "dc2")
     env = {"CONSUL_HTTP_SSL_VERIFY": "false", "CONSUL_CACERT": "/env-ca"}
     c = load_settings(["--consul-ca-file", "/ca"], env).consul
     assert (c.validate_certs, c.ca_path) == (False, "/ca")

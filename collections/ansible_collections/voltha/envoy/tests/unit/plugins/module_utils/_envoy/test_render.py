@@ -6,8 +6,8 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import Core, parse_assignment
-from ansible_collections.voltha.envoy.plugins.module_utils.render import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import Core, parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import (
     DEFAULT_VARIABLES,
     Renderer,
     RenderError,
@@ -246,7 +246,7 @@ def test_retries_only_calls_that_never_reached_a_core():
         "route_config"]["virtual_hosts"][0]
     assert host["retry_policy"]["num_retries"] == 3
     assert set(host["retry_policy"]["retry_on"].split(",")) == {"connect-failure", "refused-stream",
-                                                                 "reset-before-request"}
+                                                                "reset-before-request"}
 
 
 def test_renderer_checks_variables():

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.image_inputs import (
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.inputs import (
     ContextError,
     build_inputs,
     context_entries,
@@ -36,7 +36,7 @@ def digest(entries, dockerfile="FROM scratch\n", **kwargs):
 
 def test_context_has_the_listed_files_without_byte_code(tmp_path):
     entries = context_entries(tree(tmp_path))
-    assert [dest for dest, _ in entries] == ["lib/pkg/a.py", "run.sh"]
+    assert [dest for dest, _dummy in entries] == ["lib/pkg/a.py", "run.sh"]
 
 
 def test_digest_follows_content_and_execute_bit_only(tmp_path):

@@ -6,21 +6,21 @@ the real one is in tests/integration/test_envoy_config_module.py.
 
 import json
 import os
+import socket
 import stat
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils import config_writer
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import parse_assignment
-from ansible_collections.voltha.envoy.plugins.module_utils.config_writer import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy import files as envoy_files
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     dynamic_files,
     layout_files,
-    render_assignment,
+    sha256_text,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils.envoy_config import sha256_text
-from ansible_collections.voltha.envoy.plugins.module_utils.render import Renderer
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, render_assignment
 from ansible_collections.voltha.envoy.plugins.modules import envoy_config
-from tests.support.module_harness import ModuleHarness, catch_module_exits
+from ansible_collections.voltha.envoy.tests.unit.plugins.modules.utils import ModuleHarness, catch_module_exits
 
 CORES = {"vcore1": {"id": "core-1", "host": "10.0.1.5", "port": 50556},
          "vcore2": {"id": "core-2", "host": "10.0.1.6"}}
@@ -80,7 +80,7 @@ def test_dynamic_dest_must_be_a_directory(tmp_path):
 
 
 def test_argument_spec_shares_the_consul_options():
-    from ansible_collections.voltha.envoy.plugins.module_utils.consul_connection import CONSUL_ARGUMENT_SPEC
+    from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import CONSUL_ARGUMENT_SPEC
 
     spec = envoy_config.argument_spec()
     for name, option in CONSUL_ARGUMENT_SPEC.items():
@@ -168,9 +168,9 @@ def test_inline_assignment_does_not_need_py_consul(tmp_path, monkeypatch):
 
 
 def test_unreachable_consul_is_named(tmp_path):
-    from tests.support.processes import free_port
-
-    port = free_port()
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     msg = failed({"dest": str(tmp_path / "envoy.json"), "validate": False, "port": port, "timeout": 2})
     assert msg.startswith("cannot read service/voltha/data/core/assignment from consul 127.0.0.1:%d: " % port)
 
@@ -295,6 +295,6 @@ def test_render_assignment_names_a_missing_key():
 
 def test_write_files_creates_directories_and_reports_changes(tmp_path):
     files = [(str(tmp_path / "a" / "b.json"), "1\n"), (str(tmp_path / "c.json"), "2\n")]
-    assert config_writer.write_files(files) == [path for path, _ in files]
-    assert config_writer.write_files(files) == []
+    assert envoy_files.write_files(files) == [path for path, _dummy in files]
+    assert envoy_files.write_files(files) == []
     assert (tmp_path / "a" / "b.json").read_text() == "1\n"

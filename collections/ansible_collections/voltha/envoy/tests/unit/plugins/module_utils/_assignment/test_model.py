@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.assignment import (
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
     DEFAULT_CORE_PORT,
     AssignmentError,
     Core,

@@ -1,0 +1,71 @@
+"""assignment_writer.py: the assignment from the health of the cores, written only by the leader."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import AssignmentStore
+from tests.unit.voltha_core_sim.fakes import FakeConsul, election, health_entry
+from voltha_core_sim.assignment_writer import AssignmentWriter, assignment_from_health, frozen
+from voltha_core_sim.election import (
+    NotLeader,
+)
+
+
+def test_assignment_from_health():
+    entries = [health_entry("core-2", port=50558, prefix="vcore2"), health_entry("core-1", port=50557),
+               health_entry("core-3", host="", prefix="vcore3")]
+    cores, skipped = assignment_from_health(entries)
+    assert cores == {"core-1": {"id": "core-1", "host": "127.0.0.1", "port": 50557},
+                     "vcore2": {"id": "core-2", "host": "127.0.0.1", "port": 50558},
+                     "vcore3": {"id": "core-3", "host": "10.9.9.9", "port": 50556}}  # the node's address
+    assert skipped == []
+    assert parse_assignment(cores)
+    assert frozen(cores) == frozen(dict(reversed(list(cores.items()))))
+
+
+def test_bad_instances_are_left_out_and_reported():
+    entries = [health_entry("core-1", port=50557, prefix="p"), health_entry("core-2", host="bad host"),
+               health_entry("core-3", port=70000), health_entry("core-4", prefix="p")]
+    cores, skipped = assignment_from_health(entries)
+    assert list(cores) == ["p"]
+    assert len(skipped) == 3
+    assert "field 'host' must be an IP address or a DNS name" in skipped[0]
+    assert "field 'port'" in skipped[1]
+    assert "prefix also used by core 'core-1'" in skipped[2]
+    assert assignment_from_health([]) == ({}, [])
+
+
+def test_only_the_leader_writes_and_an_empty_list_writes_nothing():
+    consul = FakeConsul()
+    core = election(consul)
+    store = AssignmentStore(core.guarded_kv(), "assignment")
+    writer = AssignmentWriter(store, lambda: core.is_leader)
+    cores, _ = assignment_from_health([health_entry("core-1", port=50557), health_entry("core-2", port=50558)])
+    assert writer.write(cores) is None  # not the leader yet
+    assert "assignment" not in consul.kv.items
+    core.poll(0, "5s")
+    outcome = writer.write(cores)
+    assert outcome.written
+    assert parse_assignment(consul.kv.items["assignment"]["Value"]) == parse_assignment(cores)
+    assert writer.write(cores).written is False  # unchanged: no write
+    assert writer.write({}) is None  # no healthy core: the last assignment stays
+    consul.kv.items["lock"]["Session"] = "someone-else"
+    with pytest.raises(NotLeader):
+        writer.write({"core-1": cores["core-1"]})
+    assert writer.write(cores) is None
+
+
+# Logging once per state, and the command line.
+
+
+def test_two_instances_of_a_core_the_newest_registration_wins():
+    old = health_entry("vcore-1", host="10.0.1.4")
+    new = health_entry("vcore-1", host="10.0.1.9")
+    old["Service"].update(ID="vcore-1@10.0.1.4:50556", CreateIndex=10)
+    new["Service"].update(ID="vcore-1@10.0.1.9:50556", CreateIndex=42)
+    for entries in ([old, new], [new, old]):
+        cores, skipped = assignment_from_health(entries)
+        assert cores == {"vcore-1": {"id": "vcore-1", "host": "10.0.1.9", "port": 50556}}
+        assert len(skipped) == 1 and "10.0.1.4" not in str(cores)

@@ -1,0 +1,53 @@
+"""registration.py: the service definition with its gRPC check, durations, registering again."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.voltha_core_sim.fakes import FakeConsul
+from voltha_core_sim.registration import ServiceRegistration, check_duration, service_definition
+
+# Registration.
+
+def test_service_definition_has_a_grpc_check_and_the_prefix():
+    definition = service_definition("core-1", "10.0.0.5", 50557, "vcore1", check_interval="1s")
+    assert definition["name"] == "vcore" and definition["service_id"] == "core-1"
+    assert (definition["address"], definition["port"]) == ("10.0.0.5", 50557)
+    assert definition["meta"] == {"core_id": "core-1", "prefix": "vcore1"}
+    assert definition["check"] == {"GRPC": "10.0.0.5:50557", "GRPCUseTLS": False, "Interval": "1s", "Timeout": "1s",
+                                   "DeregisterCriticalServiceAfter": "1m"}
+
+
+@pytest.mark.parametrize("text", ["1s", "500ms", "1m30s", "0.5s"])
+def test_durations_are_accepted(text):
+    assert check_duration(text) == text
+
+
+@pytest.mark.parametrize("text", ["", "1", "s", "1 s", "-1s", "1d"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="duration"):
+        check_duration(text)
+
+
+def test_registration_registers_once_and_again_when_forgotten_or_different():
+    consul = FakeConsul()
+    registration = ServiceRegistration(consul, service_definition("core-1", "127.0.0.1", 50557, "p1"))
+    assert registration.ensure() is True
+    assert registration.ensure() is False  # already there
+    consul.agent.entries.clear()  # a restarted dev agent
+    assert registration.ensure() is True
+    consul.agent.entries["core-1"]["Port"] = 1  # an older registration under our id
+    assert registration.ensure() is True
+    assert len(consul.agent.registrations) == 3
+    assert registration.check_id == "service:core-1"
+    registration.deregister()
+    assert consul.agent.entries == {}
+
+
+# Election.
+
+
+def test_each_instance_has_its_own_service_id():
+    definition = service_definition("core-1", "10.0.0.5", 50557, "vcore1", instance_id="core-1@10.0.0.5:50557")
+    assert definition["service_id"] == "core-1@10.0.0.5:50557"
+    assert definition["meta"] == {"core_id": "core-1", "prefix": "vcore1"}
