@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils.image_inputs import LABEL_INPUTS
+from ansible_collections.voltha.envoy.plugins.module_utils._docker.inputs import LABEL_INPUTS
 from tests.support.ansible_runner import run_playbook
 
-PROBE = "voltha-envoy/health-probe:latest"
 SCRATCH_DOCKERFILE = "FROM scratch\nCOPY payload /payload\n"
 
 
@@ -85,15 +83,3 @@ def test_a_failing_build_reports_the_step(tmp_path, repository):
 def test_a_missing_source_is_named(tmp_path, repository):
     result = build(tmp_path, repository)  # no payload file written
     assert result["failed"] and "sources[0].src" in result["msg"]
-
-
-def test_the_health_probe_is_static_and_probes(lab_images, tmp_path):
-    """The Go program of the images role: FROM scratch, and its gRPC mode makes a real call."""
-    image = lab_images.images.get(PROBE)
-    assert image.attrs["Size"] < 20 * 2**20
-    closed = subprocess.run(["docker", "run", "--rm", "--network", "none", PROBE, "tcp", "127.0.0.1:9", "-timeout",
-                             "1s"], capture_output=True, text=True, timeout=60)
-    assert closed.returncode == 1 and "127.0.0.1:9" in closed.stderr
-    usage = subprocess.run(["docker", "run", "--rm", "--network", "none", PROBE, "nonsense"], capture_output=True,
-                           text=True, timeout=60)
-    assert usage.returncode == 2
