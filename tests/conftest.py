@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import envoy_version, find_envoy
+from tests.support import sim_cores
 from tests.support.consul_agent import ConsulAgent
 from tests.support.envoy_proxy import EnvoyProxy
 from tests.support.paths import REPO, consul_binary
@@ -65,10 +67,12 @@ def stop_all_afterwards(make_started):
 
 @pytest.fixture
 def start_consul(tmp_path):
-    """Start private Consul agents (a test that stops or restarts Consul needs its own)."""
-    def make(n, http_port=None):
-        agent = ConsulAgent(tmp_path / f"consul-{n}", http_port=http_port)
-        return agent, agent.start
+    """Start private Consul agents (a test that stops or restarts Consul needs its own).
+    ``wait=False`` only launches the process (agents of one cluster wait for each other); ``agent``
+    starts one made already (its config changed first)."""
+    def make(n, wait=True, agent=None, **kwargs):
+        agent = agent or ConsulAgent(tmp_path / f"consul-{n}", **kwargs)
+        return agent, (agent.start if wait else agent.launch)
 
     yield from stop_all_afterwards(make)
 
@@ -160,3 +164,34 @@ def own_engine(tmp_path, lab_images):
         client.close()
     finally:
         engine.down()
+
+
+@pytest.fixture
+def keys():
+    """Keys of their own for one test's simulated cores: service name, assignment and lock."""
+    tag = uuid.uuid4().hex[:8]
+    return {"service": f"vcore-{tag}", "assignment": f"test/{tag}/assignment", "lock": f"test/{tag}/leader"}
+
+
+@pytest.fixture
+def start_cores(tmp_path, keys):
+    """Start simulated core processes in Consul on ``keys``; all are stopped by PID at teardown."""
+    started: list = []
+
+    def start(consul_address: str, *specs) -> list:
+        """specs: core ids, or (core id, port) to put a core on a given port."""
+        cores = []
+        for spec in specs:
+            core_id, port = (spec, None) if isinstance(spec, str) else spec
+            workdir = tmp_path / f"core-{len(started)}"
+            workdir.mkdir(exist_ok=True)
+            core = sim_cores.Core(workdir, core_id, consul_address, keys, port=port)
+            started.append(core)  # recorded before it starts: a failed start is stopped too
+            cores.append(core.start())
+        return cores
+
+    try:
+        yield start
+    finally:
+        for core in started:
+            core.stop()

@@ -114,7 +114,9 @@ def main(argv=None) -> int:
         from .membership import CoreMembership
 
         config.port = server.port  # --port 0 picked a free one
-        membership = CoreMembership(config, settings).start()
+        membership = CoreMembership(config, settings)
+        server.serve_health(membership.instance)  # before registering: the first check must pass
+        membership.start()
     done.wait()
     if membership is not None:
         membership.stop()

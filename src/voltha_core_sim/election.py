@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import json
 
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import Reading
+
 LEADER, FOLLOWER, FREE = "leader", "follower", "free"
 DEFAULT_LOCK_KEY = "service/voltha/leader"
 
@@ -48,15 +50,17 @@ def is_invalid_session(error: Exception) -> bool:
 class LeaderElection:
     """One core's side of the election.
 
-    ``poll(index, wait)`` is one round, made for ``consul_watch.KeyWatcher``: make sure we have a
-    session, read the lock key (blocking on ``index``), acquire it when it is free, and return
-    ``(index, role)``. Every failure raises, so the watcher backs off and tries again; the role is
-    then FOLLOWER until a round succeeds.
+    ``poll(index, wait)`` is one round, made for ``KeyWatcher``: make sure we have a session, read
+    the lock key (blocking on ``index``), acquire it when it is free, and return a Reading whose
+    value is the role. Every failure raises, so the watcher backs off and tries again; the role is
+    then FOLLOWER until a round succeeds. ``reader`` (a BlockingReader) reads the lock key; without
+    one, the client's kv does.
     """
 
     def __init__(self, client, core_id: str, lock_key: str = DEFAULT_LOCK_KEY, checks=("serfHealth",),
-                 lock_delay: int = 0, behavior: str = "release", session_name: str | None = None):
+                 lock_delay: int = 0, behavior: str = "release", session_name: str | None = None, reader=None):
         self.client = client
+        self.reader = reader
         self.core_id = core_id
         self.lock_key = lock_key
         self.checks = list(checks)
@@ -93,9 +97,18 @@ class LeaderElection:
             self.role = FOLLOWER  # no answer from Consul: not the leader as far as we can tell
             raise
 
+    def read_lock(self, index, wait) -> Reading:
+        """Reading of the lock key's entry (a dict with its Session, if held), or None when missing."""
+        if self.reader is None:
+            new_index, item = self.client.kv.get(self.lock_key, index=index or None, wait=wait)
+            return Reading(new_index, item, True, bool(index))
+        reading = self.reader.get("/v1/kv/" + self.lock_key, (), index, wait)
+        return reading._replace(value=(reading.value or [None])[0])
+
     def _poll(self, index, wait):
         session_id = self.ensure_session()
-        new_index, item = self.client.kv.get(self.lock_key, index=index or None, wait=wait)
+        reading = self.read_lock(index, wait)
+        item = reading.value
         self.holder = (item or {}).get("Session")
         role = lock_role(self.holder, session_id)
         if role == FREE:
@@ -110,7 +123,7 @@ class LeaderElection:
             if acquired:
                 self.holder = session_id
         self.role = role
-        return new_index, role
+        return reading._replace(value=role)
 
     def resign(self) -> None:
         """Destroy the session: the lock, if we held it, is released at once (lock delay permitting)."""

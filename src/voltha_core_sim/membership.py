@@ -1,15 +1,20 @@
 """A core's life in Consul, as VOLTHA's cores lived it: registered, electing, and (as leader) assigning.
 
-Five daemon threads, each with its own py-consul client, none able to stop the gRPC server:
+Five daemon threads, each with its own connection to Consul, none able to stop the gRPC server:
 
 - registration: keeps the service registered (a restarted dev agent forgets it) every ``resync``;
 - election: ``LeaderElection.poll`` under a ``KeyWatcher`` (blocking queries on the lock key);
-- health: a ``KeyWatcher`` on ``/v1/health/service/<name>?passing``, the cores that may serve;
+- health: a ``KeyWatcher`` on ``/v1/health/service/<name>``: the cores whose checks pass may serve,
+  and the leader prunes the instances whose checks have failed for ``prune_after`` seconds (a core
+  that died without deregistering, a registration Consul kept from before a restart);
 - assignment: a ``KeyWatcher`` on the assignment key, so the leader puts back what others changed;
 - writer: when anything above changes (and every ``reconcile_every`` seconds), the leader writes
   the healthy cores to the assignment key with check-and-set, guarded by its lock.
 
-Errors back off exponentially (up to ``backoff_max``) and are logged once per change of state.
+The watchers read through ``BlockingReader``: after an error, a new connection or an index that
+went back (Consul restarted, its store lost or kept) they read the current state at once instead of
+blocking on an index the new store has not reached. Errors back off exponentially (up to
+``backoff_max``) and are logged once per change of state.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from dataclasses import dataclass
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import DEFAULT_KEY
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import AssignmentStore, pretty
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import ConsulSettings
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, consul_kv_fetcher
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, kv_fetcher
 
 from .assignment_writer import AssignmentWriter, assignment_from_health, frozen
 from .election import DEFAULT_LOCK_KEY, FOLLOWER, LeaderElection, NotLeader
-from .registration import DEFAULT_SERVICE_NAME, ServiceRegistration, service_definition
+from .registration import DEFAULT_SERVICE_NAME, ServiceRegistration, instance_id, new_run, service_definition
 from .state_log import StateLog
 
 
@@ -43,10 +49,17 @@ class MembershipConfig:
     check_interval: str = "1s"
     deregister_after: str = "1m"
     wait: str = "10s"  # blocking query wait
-    resync: float = 1.0  # seconds between checks that the service is still registered
+    resync: float = 0.5  # seconds between checks that the service is still registered
     reconcile_every: float = 10.0  # the leader compares the key with the healthy cores at least this often
-    backoff_max: float = 2.0
+    prune_after: float = 5.0  # the leader deregisters instances whose checks have failed this long
+    backoff_max: float = 0.5
     lock_delay: int = 0
+    run: str = ""  # this run's token in the instance id; new for every process when empty
+
+
+def is_passing(entry: dict) -> bool:
+    """Whether every check of a /v1/health/service entry passes (what Consul's ?passing keeps)."""
+    return all(check.get("Status") == "passing" for check in entry.get("Checks") or ())
 
 
 def _short(error: Exception, limit: int = 300) -> str:
@@ -63,19 +76,22 @@ class CoreMembership:
         self.stop_event = threading.Event()
         self.dirty = threading.Event()
         self.healthy: dict | None = None  # stored form of the passing cores; None before the first answer
+        self.failing: dict[str, tuple[float, dict]] = {}  # service id -> (first seen failing, health entry)
+        self.instance = instance_id(config.core_id, config.host, config.port, config.run or new_run())
         definition = service_definition(config.core_id, config.host, config.port, config.prefix or config.core_id,
                                         config.service_name, config.check_interval,
-                                        deregister_after=config.deregister_after,
-                                        instance_id=f"{config.core_id}@{config.host}:{config.port}")
+                                        deregister_after=config.deregister_after, instance=self.instance)
         self.registration = ServiceRegistration(settings.client(), definition)
         self.election = LeaderElection(settings.client(), config.core_id, config.lock_key,
                                        checks=("serfHealth", self.registration.check_id),
-                                       lock_delay=config.lock_delay)
+                                       lock_delay=config.lock_delay, reader=BlockingReader(settings))
         writer_client = settings.client()
         self.store = AssignmentStore(self.election.guarded_kv(writer_client), config.assignment_key)
         self.writer = AssignmentWriter(self.store, lambda: self.election.is_leader and not self.stop_event.is_set())
-        self._health_client = settings.client()
-        self._assignment_client = settings.client()
+        self._health_reader = BlockingReader(settings)
+        self._assignment_reader = BlockingReader(settings)
+        self._prune_client = settings.client()
+        self._node_name: str | None = None
         self.threads: list[threading.Thread] = []
 
     # The loops.
@@ -84,9 +100,6 @@ class CoreMembership:
         topic = f"consul requests ({topic})"
 
         def on_error(error, delay):
-            # After a failure the next request does not block: a restarted agent's index starts low, and
-            # a query at our old, higher index would wait out the whole ``wait`` before showing it.
-            watcher.index = 0
             self.states.report(topic, "error:" + type(error).__name__,
                                f"{_short(error)}; retrying with backoff (next in {delay:.2f}s)", logging.WARNING)
 
@@ -94,27 +107,74 @@ class CoreMembership:
             self.states.report(topic, "ok", f"Consul answers again after {failures} failed request(s)")
             self.dirty.set()
 
-        watcher = KeyWatcher(fetch, on_change, on_error, on_recover, wait=self.config.wait,
-                             backoff_max=self.config.backoff_max, stop_event=self.stop_event)
-        return watcher
+        return KeyWatcher(fetch, on_change, on_error, on_recover, wait=self.config.wait,
+                          backoff_max=self.config.backoff_max, stop_event=self.stop_event)
 
     def _election_fetch(self, index, wait):
-        new_index, role = self.election.poll(index, wait)
+        reading = self.election.poll(index, wait)
+        role = reading.value
         if self.states.report("election", role, f"{role} (lock {self.config.lock_key}, "
                               f"session {self.election.session_id})"):
             self.dirty.set()
-        return new_index, role
+        return reading
 
     def _health_fetch(self, index, wait):
-        client = self._health_client
-        new_index, entries = client.health.service(self.config.service_name, index=index or None, wait=wait,
-                                                   passing=True)
-        cores, skipped = assignment_from_health(entries)
+        reading = self._health_reader.get(f"/v1/health/service/{self.config.service_name}", (), index, wait)
+        entries = reading.value or []
+        passing = [entry for entry in entries if is_passing(entry)]
+        self._note_failing([entry for entry in entries if not is_passing(entry)])
+        cores, skipped = assignment_from_health(passing)
         if skipped:
             self.states.report("health", "skipped:" + "|".join(skipped),
                                "instances left out of the assignment: " + "; ".join(skipped), logging.WARNING)
         self.healthy = cores
-        return new_index, frozen(cores)
+        return reading._replace(value=frozen(cores))
+
+    def _note_failing(self, entries):
+        """Remember since when each failing instance (not ours) has failed; the leader prunes them."""
+        now = time.monotonic()
+        failing = {}
+        for entry in entries:
+            service_id = (entry.get("Service") or {}).get("ID")
+            if service_id and service_id != self.instance:
+                failing[service_id] = (self.failing.get(service_id, (now, None))[0], entry)
+        self.failing = failing
+        if failing:
+            self.dirty.set()  # the writer's loop keeps time for the pruning
+
+    def _prune(self) -> float | None:
+        """As the leader, deregister instances failing for prune_after; seconds until the next is due."""
+        if not self.election.is_leader or not self.failing:
+            return None
+        now, due = time.monotonic(), None
+        for service_id, (since, entry) in list(self.failing.items()):
+            left = since + self.config.prune_after - now
+            if left > 0:
+                due = left if due is None else min(due, left)
+                continue
+            try:
+                where = self._deregister(entry)
+            except Exception as error:  # a Consul error: try again at the next round
+                self.states.report("prune", "error:" + type(error).__name__,
+                                   f"could not deregister {service_id}: {_short(error)}", logging.WARNING)
+                due = 1.0 if due is None else min(due, 1.0)
+                continue
+            self.failing.pop(service_id, None)
+            self.log.info("pruned %s, failing for %.1fs (%s)", service_id, now - since, where)
+        return due
+
+    def _deregister(self, entry) -> str:
+        """Deregister one instance where it lives: from our agent if it registered there, else from the catalog."""
+        client = self._prune_client
+        if self._node_name is None:
+            self._node_name = client.agent.self()["Config"]["NodeName"]
+        node = (entry.get("Node") or {}).get("Node")
+        service_id = entry["Service"]["ID"]
+        if node == self._node_name:
+            client.agent.service.deregister(service_id)
+            return "agent " + node
+        client.catalog.deregister(node, service_id=service_id)
+        return "catalog, node " + str(node)
 
     def _on_health_change(self, value, index):
         self.log.info("healthy cores: %s", ", ".join(f"{c[1]}@{c[2]}:{c[3]}" for c in value) or "none")
@@ -141,11 +201,13 @@ class CoreMembership:
 
     def _write_loop(self):
         failures = 0
+        prune_due = None
         while not self.stop_event.is_set():
-            self.dirty.wait(self.config.reconcile_every)
+            self.dirty.wait(min(self.config.reconcile_every, prune_due) if prune_due else self.config.reconcile_every)
             self.dirty.clear()
             if self.stop_event.is_set():
                 return
+            prune_due = self._prune()
             if self.healthy is None:
                 continue
             try:
@@ -184,7 +246,7 @@ class CoreMembership:
             "registration": self._keep_registered,
             "election": watch("election", self._election_fetch, lambda value, index: None).run,
             "health": watch("health", self._health_fetch, self._on_health_change).run,
-            "assignment": watch("assignment", consul_kv_fetcher(self._assignment_client, self.config.assignment_key),
+            "assignment": watch("assignment", kv_fetcher(self._assignment_reader, self.config.assignment_key),
                                 lambda value, index: self.dirty.set()).run,
             "writer": self._write_loop,
         }

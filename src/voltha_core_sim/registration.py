@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 DEFAULT_SERVICE_NAME = "vcore"
 _DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+\Z")
@@ -20,23 +21,38 @@ def check_id(service_id: str) -> str:
     return f"service:{service_id}"
 
 
+def instance_id(core_id: str, host: str, port: int, run: str) -> str:
+    """The id of one run of a core: CORE@HOST:PORT~RUN, RUN being new every time the process starts."""
+    return f"{core_id}@{host}:{port}~{run}"
+
+
+def new_run() -> str:
+    return secrets.token_hex(4)
+
+
 def service_definition(core_id: str, host: str, port: int, prefix: str, service_name: str = DEFAULT_SERVICE_NAME,
                        check_interval: str = "1s", check_timeout: str | None = None,
-                       deregister_after: str = "1m", instance_id: str | None = None) -> dict:
+                       deregister_after: str = "1m", instance: str | None = None) -> dict:
     """Keyword arguments for py-consul's ``agent.service.register``.
 
-    The service id is instance_id (default: the core id). Giving each instance its own id lets a new
-    instance of a core start before the old one stops (a rolling update): the old one's
-    deregistration never removes the new one. The core id and the prefix the core wants in the
-    assignment travel in Meta, so the leader can write every core's entry from the catalog alone.
-    The check is Consul's own gRPC health check (type GRPC) against the standard grpc.health.v1
-    service the core serves.
+    The service id is ``instance`` (default: the core id), one per run of the core process. Giving
+    each instance its own id lets a new instance of a core start before the old one stops (a
+    rolling update): the old one's deregistration never removes the new one. The core id and the
+    prefix the core wants in the assignment travel in Meta, so the leader can write every core's
+    entry from the catalog alone.
+
+    The check is Consul's own gRPC health check (type GRPC) asking grpc.health.v1 for the service
+    named by the instance id, which only this run of this core serves: it proves which core answers,
+    not only that something listens. When the address is reused (a new task on the same overlay
+    address, a restarted process on the same port), the old registration's check fails, and with it
+    every session tied to that check, so no leftover can hold the leader lock.
     """
     check_duration(check_interval, "check interval")
     check_duration(deregister_after, "deregister-after")
-    check = {"GRPC": f"{host}:{port}", "GRPCUseTLS": False, "Interval": check_interval,
+    service_id = instance or core_id
+    check = {"GRPC": f"{host}:{port}/{service_id}", "GRPCUseTLS": False, "Interval": check_interval,
              "Timeout": check_timeout or check_interval, "DeregisterCriticalServiceAfter": deregister_after}
-    return {"name": service_name, "service_id": instance_id or core_id, "address": host, "port": port,
+    return {"name": service_name, "service_id": service_id, "address": host, "port": port,
             "meta": {"core_id": core_id, "prefix": prefix}, "check": check}
 
 

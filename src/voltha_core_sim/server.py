@@ -69,6 +69,10 @@ class CoreServer:
         self.host = host
         self.port = self.server.add_insecure_port(f"{host}:{port}")
 
+    def serve_health(self, name: str) -> None:
+        """Answer SERVING for the health service ``name`` too (the instance id Consul's check asks for)."""
+        self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"

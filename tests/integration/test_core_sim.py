@@ -8,97 +8,16 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
 from tests.support.grpc_client import NbiClient
-from tests.support.paths import source_env
-from tests.support.processes import ManagedProcess, free_port, wait_for
+from tests.support.processes import wait_for
+from tests.support.sim_cores import Core, assigned, leader
 
 pytestmark = pytest.mark.slow
-
-
-class Core:
-    """One simulated core process registered in Consul."""
-
-    def __init__(self, workdir: Path, core_id: str, consul_address: str, keys: dict):
-        self.core_id = core_id
-        self.port = free_port()
-        self.log_path = workdir / f"{core_id}.log"
-        self.argv = [sys.executable, "-m", "voltha_core_sim", "--core-id", core_id, "--host", "127.0.0.1",
-                     "--port", str(self.port), "--consul-addr", consul_address, "--prefix", f"v{core_id}",
-                     "--service-name", keys["service"], "--assignment-key", keys["assignment"],
-                     "--lock-key", keys["lock"], "--check-interval", "1s", "--consul-wait", "5s"]
-        self.process: ManagedProcess | None = None
-
-    def start(self) -> Core:
-        self.process = ManagedProcess(self.core_id, self.argv, self.log_path, env=source_env())
-        client = NbiClient(f"127.0.0.1:{self.port}")
-        try:
-            self.process.wait_ready(lambda: self._answers(client), 20)
-        finally:
-            client.close()
-        return self
-
-    def _answers(self, client: NbiClient) -> bool:
-        try:
-            return client.get_voltha(timeout=0.5) == self.core_id
-        except Exception:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int | None:
-        if self.process:
-            code = self.process.stop(timeout=10)
-            return code
-        return None
-
-
-@pytest.fixture
-def keys():
-    tag = uuid.uuid4().hex[:8]
-    return {"service": f"vcore-{tag}", "assignment": f"test/{tag}/assignment", "lock": f"test/{tag}/leader"}
-
-
-@pytest.fixture
-def start_cores(tmp_path, keys):
-    started: list[Core] = []
-
-    def start(consul_address: str, *core_ids: str) -> list[Core]:
-        cores = []
-        for core_id in core_ids:
-            core = Core(tmp_path, core_id, consul_address, keys)
-            started.append(core)  # recorded before it starts: a failed start is stopped too
-            cores.append(core.start())
-        return cores
-
-    try:
-        yield start
-    finally:
-        for core in started:
-            core.stop()
-
-
-def assigned(kv, key) -> dict:
-    """{core id: (host, port)} of the stored assignment, parsed as envoyd parses it; {} when missing."""
-    _, item = kv.get(key)
-    if item is None:
-        return {}
-    return {c.id: (c.host, c.port) for c in parse_assignment(item["Value"])}
-
-
-def leader(kv, lock_key) -> str | None:
-    _, item = kv.get(lock_key)
-    if not item or not item.get("Session"):
-        return None
-    return json.loads(item["Value"])["core_id"]
 
 
 def expected(*cores: Core) -> dict:
@@ -117,9 +36,9 @@ def wait_assignment(kv, key, cores, timeout=15.0) -> float:
 
 
 def registered(client, service) -> set[str]:
-    """The core ids registered (each instance has its own service id, CORE@HOST:PORT)."""
+    """The core ids registered (each run of a core has its own service id, CORE@HOST:PORT~RUN)."""
     _, services = client.catalog.service(service)
-    assert all(s["ServiceID"] == f"{s['ServiceMeta']['core_id']}@{s['ServiceAddress']}:{s['ServicePort']}"
+    assert all(s["ServiceID"].startswith(f"{s['ServiceMeta']['core_id']}@{s['ServiceAddress']}:{s['ServicePort']}~")
                for s in services), services
     return {s["ServiceMeta"]["core_id"] for s in services}
 

@@ -1,8 +1,10 @@
-"""A real Consul dev agent on free loopback ports."""
+"""Real Consul agents on free loopback ports: a dev agent (keeps nothing), a server with a data
+directory (keeps its store across restarts), or a member of a cluster (servers and clients)."""
 
 from __future__ import annotations
 
 import json
+import signal
 import urllib.request
 from pathlib import Path
 
@@ -11,18 +13,33 @@ from .processes import ManagedProcess, free_port
 
 
 class ConsulAgent:
-    def __init__(self, workdir: Path, http_port: int | None = None, extra_config: dict | None = None):
+    """One agent. ``mode`` is ``dev``, ``server`` (with ``bootstrap_expect`` servers and a data
+    directory) or ``client`` (a data directory, no Raft). ``join`` lists the serf LAN addresses of
+    agents to join. The ports stay the same across stop() and start(), as a restarted agent's do."""
+
+    def __init__(self, workdir: Path, http_port: int | None = None, extra_config: dict | None = None,
+                 mode: str = "dev", bootstrap_expect: int = 1, join: tuple[str, ...] = ()):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
         self.http_port = http_port or free_port()
-        self.config_file = workdir / "consul.json"
-        self.config_file.write_text(json.dumps({
-            "ports": {"http": self.http_port, "serf_lan": free_port(), "serf_wan": free_port(),
-                      "server": free_port(), "dns": -1, "grpc": -1},
+        self.serf_port = free_port()
+        self.server_port = free_port()
+        self.node = f"test-{self.http_port}"
+        config = {
+            "ports": {"http": self.http_port, "serf_lan": self.serf_port, "serf_wan": free_port(),
+                      "server": self.server_port, "dns": -1, "grpc": -1},
             "disable_update_check": True,
             "log_level": "warn",
             **(extra_config or {}),
-        }))
+        }
+        if mode != "dev":
+            config.update(data_dir=str(workdir / "data"), retry_join=list(join), retry_interval="1s",
+                          performance={"raft_multiplier": 1})
+        if mode == "server":
+            config.update(server=True, bootstrap_expect=bootstrap_expect)
+        self.config = config  # written at each launch: a test may change retry_join before
+        self.config_file = workdir / "consul.json"
         self.process: ManagedProcess | None = None
 
     @property
@@ -30,22 +47,55 @@ class ConsulAgent:
         return f"127.0.0.1:{self.http_port}"
 
     @property
+    def serf_address(self) -> str:
+        return f"127.0.0.1:{self.serf_port}"
+
+    @property
+    def raft_address(self) -> str:
+        return f"127.0.0.1:{self.server_port}"
+
+    @property
     def url(self) -> str:
         return f"http://{self.address}"
 
-    def has_leader(self) -> bool:
+    def leader(self) -> str | None:
+        """The Raft address of the leader this agent knows, or None (no answer, or no leader)."""
         try:
             with urllib.request.urlopen(f"{self.url}/v1/status/leader", timeout=1) as resp:
-                return json.load(resp) not in ("", None)
-        except OSError:
-            return False
+                return json.load(resp) or None
+        except (OSError, ValueError):
+            return None
+
+    def has_leader(self) -> bool:
+        return self.leader() is not None
+
+    def launch(self) -> ConsulAgent:
+        """Start the process and return at once (a test that times Consul's return starts it so)."""
+        self.config_file.write_text(json.dumps(self.config))
+        argv = [consul_binary(), "agent", "-bind", "127.0.0.1", "-client", "127.0.0.1", "-node", self.node,
+                "-config-file", str(self.config_file)]
+        if self.mode == "dev":
+            argv.insert(2, "-dev")
+        self.process = ManagedProcess("consul", argv, self.workdir / "consul.log")
+        return self
 
     def start(self, timeout: float = 30.0) -> ConsulAgent:
-        argv = [consul_binary(), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-                "-node", f"test-{self.http_port}", "-config-file", str(self.config_file)]
-        self.process = ManagedProcess("consul", argv, self.workdir / "consul.log")
+        self.launch()
         self.process.wait_ready(self.has_leader, timeout)
         return self
+
+    def freeze(self) -> None:
+        self.process.signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: the agent ends without leaving or saving anything."""
+        if self.process:
+            self.process.signal(signal.SIGKILL)
+            self.process.stop()
+            self.process = None
 
     def stop(self) -> None:
         if self.process:

@@ -69,6 +69,7 @@ class ManagedProcess:
         """SIGTERM, then SIGKILL after timeout; always reaps the child and closes the log."""
         try:
             if self.alive():
+                os.kill(self.pid, signal.SIGCONT)  # a process a test froze could not act on SIGTERM
                 os.kill(self.pid, signal.SIGTERM)
                 try:
                     self.proc.wait(timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.voltha_core_sim.fakes import FakeConsul
-from voltha_core_sim.registration import ServiceRegistration, check_duration, service_definition
+from voltha_core_sim.registration import ServiceRegistration, check_duration, instance_id, new_run, service_definition
 
 # Registration.
 
@@ -14,8 +14,8 @@ def test_service_definition_has_a_grpc_check_and_the_prefix():
     assert definition["name"] == "vcore" and definition["service_id"] == "core-1"
     assert (definition["address"], definition["port"]) == ("10.0.0.5", 50557)
     assert definition["meta"] == {"core_id": "core-1", "prefix": "vcore1"}
-    assert definition["check"] == {"GRPC": "10.0.0.5:50557", "GRPCUseTLS": False, "Interval": "1s", "Timeout": "1s",
-                                   "DeregisterCriticalServiceAfter": "1m"}
+    assert definition["check"] == {"GRPC": "10.0.0.5:50557/core-1", "GRPCUseTLS": False, "Interval": "1s",
+                                   "Timeout": "1s", "DeregisterCriticalServiceAfter": "1m"}
 
 
 @pytest.mark.parametrize("text", ["1s", "500ms", "1m30s", "0.5s"])
@@ -47,7 +47,14 @@ def test_registration_registers_once_and_again_when_forgotten_or_different():
 # Election.
 
 
-def test_each_instance_has_its_own_service_id():
-    definition = service_definition("core-1", "10.0.0.5", 50557, "vcore1", instance_id="core-1@10.0.0.5:50557")
-    assert definition["service_id"] == "core-1@10.0.0.5:50557"
+def test_each_run_has_its_own_service_id_and_the_check_asks_for_it():
+    """The check asks the gRPC health service for the instance id: a process that reuses the address
+    (another core, or this core started again) does not serve it, so the old registration fails."""
+    first, second = new_run(), new_run()
+    assert first != second and len(first) == 8
+    instance = instance_id("core-1", "10.0.0.5", 50557, first)
+    assert instance == f"core-1@10.0.0.5:50557~{first}"
+    definition = service_definition("core-1", "10.0.0.5", 50557, "vcore1", instance=instance)
+    assert definition["service_id"] == instance
+    assert definition["check"]["GRPC"] == f"10.0.0.5:50557/{instance}"
     assert definition["meta"] == {"core_id": "core-1", "prefix": "vcore1"}

@@ -51,6 +51,16 @@ options:
     description:
       - Seconds to wait for Consul to connect or answer. When not set, V(30).
     type: float
+  consistency:
+    description:
+      - The consistency mode of reads.
+      - V(default) is Consul's own (the leader answers, with a short window of staleness after a leader change).
+      - V(stale) lets any server answer, also while the cluster has no leader; the answer may be behind.
+      - V(consistent) asks the leader to confirm it still leads before it answers.
+      - Writes always go through the leader.
+      - When not set, V(default).
+    type: str
+    choices: [default, stale, consistent]
 requirements:
   - py-consul (the Python package; not python-consul)
 """

@@ -96,7 +96,7 @@ class LookupModule(LookupBase):
         missing = self.get_option("missing")
         try:
             settings = settings_from_params(params)
-            kv = settings.client().kv
+            kv = settings.kv()
         except ConsulConfigError as err:
             raise AnsibleError("voltha.envoy.core_assignment: %s" % to_native(err)) from err
         results = []

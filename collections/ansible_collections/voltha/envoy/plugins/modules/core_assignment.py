@@ -264,7 +264,7 @@ def check_params(params):
 
 def consul_kv(params):
     """The py-consul KV endpoint for the task's connection options."""
-    return settings_from_params(params).client().kv
+    return settings_from_params(params).kv()
 
 
 def describe(cores, exists=True):

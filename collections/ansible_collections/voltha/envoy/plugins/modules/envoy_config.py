@@ -101,8 +101,8 @@ attributes:
     support: full
     description: Files are replaced by an atomic rename, never written in place.
 notes:
-  - The Consul connection options are used only when the assignment is read from Consul; py-consul is needed
-    only then.
+  - The Consul connection options are used only when the assignment is read from Consul (this module reads it
+    over HTTP itself; py-consul is not needed).
   - Owner, group, mode and the other file attributes apply to every file written.
 requirements:
   - jinja2
@@ -205,13 +205,12 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
     assignment_to_dict,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import normalize_cores
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader, kv_reading
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
     CONSUL_ARGUMENT_SPEC,
-    PY_CONSUL_IMPORT_ERROR,
     ConsulConfigError,
     settings_from_params,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import consul_kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import EnvoyNotFound, find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     layout_files,
@@ -276,19 +275,18 @@ def inline_value_or_fail(module, assignment):
 
 def read_from_consul(module):
     """The value of O(key) in Consul (bytes, or None when the key does not exist)."""
-    if PY_CONSUL_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("py-consul", reason="to read the assignment from Consul"),
-                         exception=PY_CONSUL_IMPORT_ERROR)
     try:
         settings = settings_from_params(module.params)
-        client = settings.client()
     except ConsulConfigError as err:
         module.fail_json(msg=str(err))
+    reader = BlockingReader(settings)
     try:
-        dummy, value = consul_kv_fetcher(client, module.params["key"])(0, None)
+        value = kv_reading(reader, module.params["key"]).value
     except Exception as err:  # any failure to read (refused, ACL, TLS, timeout): say which, not a traceback
         module.fail_json(msg="cannot read %s from consul %s: %s: %s"
                          % (module.params["key"], settings.address, type(err).__name__, err))
+    finally:
+        reader.close()
     return value
 
 

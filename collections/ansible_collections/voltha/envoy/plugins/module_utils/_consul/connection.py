@@ -14,6 +14,7 @@ import os
 import traceback
 
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import CONSISTENCY_MODES
 
 try:
     import consul as py_consul  # py-consul
@@ -36,9 +37,12 @@ class ConsulSettings:
 
     def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, scheme="http", token=None, token_file=None,
                  validate_certs=True, ca_path=None, client_cert=None, client_key=None, datacenter=None,
-                 timeout=None):
+                 timeout=None, consistency="default"):
         if scheme not in ("http", "https"):
             raise ConsulConfigError("consul scheme must be http or https, got %r" % (scheme,))
+        if (consistency or "default") not in CONSISTENCY_MODES:
+            raise ConsulConfigError("consul consistency must be one of %s, got %r"
+                                    % (", ".join(CONSISTENCY_MODES), consistency))
         try:
             number = -1 if isinstance(port, bool) else int(port)
         except (TypeError, ValueError):
@@ -62,6 +66,7 @@ class ConsulSettings:
         self.client_cert, self.client_key = client_cert, client_key
         self.datacenter = datacenter or None
         self.timeout = timeout
+        self.consistency = consistency or "default"
 
     def __repr__(self):
         return "ConsulSettings(%s://%s:%s, dc=%s, token=%s)" % (
@@ -80,6 +85,26 @@ class ConsulSettings:
         kwargs = {} if self.timeout is None else {"connections_timeout": self.timeout}
         return py_consul.Consul(host=self.host, port=self.port, scheme=self.scheme, token=self.token,
                                 verify=verify, cert=cert, dc=self.datacenter, **kwargs)
+
+    def kv(self):
+        """py-consul's kv for these settings, its reads made in the chosen consistency."""
+        kv = self.client().kv
+        return kv if self.consistency == "default" else ConsistentReads(kv, self.consistency)
+
+
+class ConsistentReads:
+    """A py-consul kv whose get() asks for ``consistency`` (stale or consistent); writes unchanged."""
+
+    def __init__(self, kv, consistency):
+        self._kv = kv
+        self.consistency = consistency
+
+    def get(self, key, **kwargs):
+        kwargs.setdefault("consistency", self.consistency)
+        return self._kv.get(key, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._kv, name)
 
 
 def split_address(address, default_port=DEFAULT_PORT):
@@ -140,6 +165,7 @@ CONSUL_ARGUMENT_SPEC = dict(
     client_key=dict(type="path"),
     datacenter=dict(type="str"),
     timeout=dict(type="float"),
+    consistency=dict(type="str", choices=list(CONSISTENCY_MODES)),
 )
 
 

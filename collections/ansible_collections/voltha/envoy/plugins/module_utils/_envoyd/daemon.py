@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, consul_kv_fetcher
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, NoKnownLeader, kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import EnvoyStartError, EnvoySupervisor
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
@@ -90,8 +91,7 @@ class Daemon:
     # ------------------------------------------------------------ Consul
 
     def consul_fetch(self):
-        client = self.settings.consul.client()
-        return consul_kv_fetcher(client, self.settings.assignment_key)
+        return kv_fetcher(BlockingReader(self.settings.consul), self.settings.assignment_key)
 
     def _on_change(self, value, index):
         received = time.monotonic()
@@ -106,8 +106,11 @@ class Daemon:
 
     def _on_consul_error(self, error, delay):
         self.metrics.consul_errors.inc()
-        self._set_state("consul-error", "consul %s unreachable (%s: %s); retrying with backoff, Envoy keeps the "
-                        "last good config" % (self.settings.consul.address, type(error).__name__, error))
+        leaderless = isinstance(error, NoKnownLeader)
+        self._set_state("consul-no-leader" if leaderless else "consul-error",
+                        "consul %s %s (%s: %s); trying again, Envoy keeps the last good config"
+                        % (self.settings.consul.address, "has no known leader" if leaderless else "unreachable",
+                           type(error).__name__, error))
         LOG.debug("consul error, next try in %.2fs", delay)
 
     def _on_consul_recover(self, failures):
@@ -120,7 +123,7 @@ class Daemon:
         """--once and --dry-run: one read, one render; exit status says whether it worked."""
         fetch = self.consul_fetch()
         try:
-            _index, value = fetch(0, None)
+            value = fetch(0, None).value
         except Exception as err:  # report any failure to read, with its type
             LOG.error("cannot read %s from consul %s: %s: %s", self.settings.assignment_key,
                       self.settings.consul.address, type(err).__name__, err)
@@ -209,7 +212,7 @@ class Daemon:
             LOG.info("status on http://%s/healthz and /metrics", self.status.address)
         watcher = KeyWatcher(self.consul_fetch(), self._on_change, self._on_consul_error, self._on_consul_recover,
                              wait=self.settings.consul_wait, min_interval=self.settings.min_interval_s,
-                             stop_event=self.stop_event)
+                             backoff_max=self.settings.consul_retry_max_s, stop_event=self.stop_event)
         thread = threading.Thread(target=watcher.run, name="consul-watch", daemon=True)
         thread.start()
         LOG.info("watching %s on consul %s (reload: %s)", self.settings.assignment_key,

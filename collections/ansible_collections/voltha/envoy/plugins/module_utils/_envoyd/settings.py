@@ -37,6 +37,9 @@ OPTIONS = {
     "consul_client_key": (None, str, "client key for Consul (mTLS)"),
     "consul_insecure": (False, bool, "do not verify Consul's certificate"),
     "consul_wait": ("60s", str, "longest wait of one blocking query"),
+    "consul_consistency": ("default", str, "consistency of the watch's reads: default, stale (any server answers, "
+                                           "also without a leader) or consistent"),
+    "consul_retry_max": ("500ms", str, "longest pause between two tries while Consul does not answer"),
     "datacenter": (None, str, "Consul datacenter"),
     "assignment_key": (DEFAULT_KEY, str, "Consul key holding the core assignment"),
     "template": (None, str, "Jinja2 template of the Envoy bootstrap (default: the shipped VOLTHA template)"),
@@ -144,6 +147,9 @@ class Settings:
         self.drain_time_s = parse_duration(self.drain_time, "drain_time")
         self.parent_shutdown_time_s = parse_duration(self.parent_shutdown_time, "parent_shutdown_time")
         parse_duration(self.consul_wait, "consul_wait")
+        self.consul_retry_max_s = parse_duration(self.consul_retry_max, "consul_retry_max")
+        if self.consul_retry_max_s <= 0:
+            raise SettingsError("consul_retry_max must be more than 0, got %r" % self.consul_retry_max)
         self.variables = parse_variables(self.var)
         self.consul = self._consul_settings(consul_env)
 
@@ -165,6 +171,7 @@ class Settings:
             kwargs.pop("token", None)  # an explicit token file beats CONSUL_HTTP_TOKEN
         if self.consul_insecure:
             kwargs["validate_certs"] = False
+        kwargs["consistency"] = self.consul_consistency
         return ConsulSettings(**kwargs)
 
 

@@ -156,17 +156,6 @@ def test_envoy_rejection_keeps_the_old_file(tmp_path, fake_envoy):
     assert sorted(os.listdir(tmp_path)) == ["envoy-no", "envoy.json"]
 
 
-def test_consul_source_needs_py_consul(tmp_path, monkeypatch):
-    monkeypatch.setattr(envoy_config, "PY_CONSUL_IMPORT_ERROR", "Traceback: No module named 'consul'")
-    msg = failed({"dest": str(tmp_path / "envoy.json"), "validate": False})
-    assert "py-consul" in msg and "to read the assignment from Consul" in msg
-
-
-def test_inline_assignment_does_not_need_py_consul(tmp_path, monkeypatch):
-    monkeypatch.setattr(envoy_config, "PY_CONSUL_IMPORT_ERROR", "Traceback: No module named 'consul'")
-    assert ok(args_for(tmp_path / "envoy.json"))["changed"]
-
-
 def test_unreachable_consul_is_named(tmp_path):
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))

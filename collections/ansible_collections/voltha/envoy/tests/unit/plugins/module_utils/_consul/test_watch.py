@@ -2,7 +2,8 @@
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import MISSING, KeyWatcher, consul_kv_fetcher
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import Reading
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import MISSING, KeyWatcher, NoKnownLeader
 
 
 class FakeConsul:
@@ -94,14 +95,15 @@ def test_backwards_index_resets_without_reporting_same_value(rec):
     assert w.index == 4
 
 
-def test_errors_back_off_keep_index_and_recover_once(rec):
+def test_errors_back_off_read_the_current_state_and_recover_once(rec):
     boom = [OSError("refused %d" % i) for i in range(3)]
     fetch = FakeConsul((7, b"a"), boom[0], boom[1], boom[2], (8, b"a"), (9, b"b"))
     w = rec.watcher(fetch, backoff_base=0.5, backoff_max=100.0)
     delays = [w.poll_once() for _dummy in range(6)]
     assert delays[1:4] == [0.5, 1.0, 2.0]
     assert rec.errors == [(boom[0], 0.5), (boom[1], 1.0), (boom[2], 2.0)]
-    assert [call[0] for call in fetch.calls] == [0, 7, 7, 7, 7, 8]  # failures do not change the index
+    # After a failure nothing blocks on the old index: the agent may be a new one, its index near 1.
+    assert [call[0] for call in fetch.calls] == [0, 7, 0, 0, 0, 8]
     assert rec.recoveries == [3]
     assert w.failures == 0
     assert rec.changes == [(b"a", 7), (b"b", 9)]  # the value seen before the errors is not reported again
@@ -123,19 +125,42 @@ def test_no_recover_without_errors(rec):
     assert rec.recoveries == []
 
 
+def test_a_lost_store_is_read_at_once_not_waited_out(rec):
+    """Consul restarted between two requests with its store lost: the first request on the new
+    connection does not block (blocked=False), and its lower index is taken as it is."""
+    fetch = FakeConsul((5000, b"old"), Reading(3, MISSING, True, False), (4, MISSING), (9, b"new"))
+    w = rec.watcher(fetch)
+    for _dummy in range(4):
+        w.poll_once()
+    assert [call[0] for call in fetch.calls] == [0, 5000, 3, 4]
+    assert rec.changes == [(b"old", 5000), (None, 3), (b"new", 9)]
+
+
+def test_no_known_leader_keeps_the_answer_and_reads_again_soon(rec):
+    fetch = FakeConsul((7, b"a"), Reading(7, b"b", False, True), Reading(7, b"b", False, False), (8, b"b"))
+    w = rec.watcher(fetch, backoff_base=0.5, backoff_max=100.0)
+    delays = [w.poll_once() for _dummy in range(4)]
+    assert rec.changes == [(b"a", 7), (b"b", 7)]  # a stale answer is still the best one there is
+    assert [type(e) for e, _dummy in rec.errors] == [NoKnownLeader, NoKnownLeader]
+    assert delays == [0.0, 0.5, 1.0, 0.0]
+    assert [call[0] for call in fetch.calls] == [0, 7, 0, 0]  # nothing blocks until a leader is known
+    assert rec.recoveries == [2]
+
+
 @pytest.mark.parametrize("failures,rand,expected", [
-    (1, 1.0, 0.25),
-    (2, 1.0, 0.5),
-    (3, 1.0, 1.0),
-    (8, 1.0, 30.0),          # 0.25 * 128 = 32 -> capped at backoff_max
-    (10 ** 6, 1.0, 30.0),    # no overflow for huge failure counts
-    (3, 0.5, 0.5),           # full jitter: uniform below the ceiling
-    (8, 0.5, 15.0),
-    (1, 0.0, 0.025),         # never zero: at least a tenth of the base
-    (20, 0.0, 0.025),
-    (2, 0.05, 0.025),
+    (1, 1.0, 0.05),
+    (2, 1.0, 0.1),
+    (3, 1.0, 0.2),
+    (5, 1.0, 0.5),           # 0.05 * 16 = 0.8 -> capped at backoff_max
+    (10 ** 6, 1.0, 0.5),     # no overflow for huge failure counts
+    (3, 0.5, 0.1),           # full jitter: uniform below the ceiling
+    (8, 0.5, 0.25),
+    (1, 0.0, 0.005),         # never zero: at least a tenth of the base
+    (20, 0.0, 0.005),
+    (2, 0.01, 0.005),
 ])
 def test_backoff_delay_full_jitter(rec, failures, rand, expected):
+    """The defaults: Consul answering again is noticed within half a second."""
     w = rec.watcher(None, rand=lambda: rand)
     assert w.backoff_delay(failures) == pytest.approx(expected)
 
@@ -171,7 +196,7 @@ class FakeStop:
 def test_run_loops_until_stopped_and_waits_the_delays(rec):
     stop = FakeStop(4)
     fetch = FakeConsul((1, b"a"), OSError("down"), (2, b"b"), (3, b"b"))
-    w = rec.watcher(fetch, stop_event=stop, backoff_base=2.0)
+    w = rec.watcher(fetch, stop_event=stop, backoff_base=2.0, backoff_max=30.0)
     w.run()
     assert len(fetch.calls) == 4
     assert stop.waits == [2.0]  # zero delays are not waited
@@ -183,33 +208,3 @@ def test_run_returns_at_once_when_stopped(rec):
     fetch = FakeConsul()
     rec.watcher(fetch, stop_event=stop).run()
     assert fetch.calls == []
-
-
-# ------------------------------------------------------------------ the py-consul adapter
-
-class FakeKV:
-    def __init__(self, answer):
-        self.answer, self.calls = answer, []
-
-    def get(self, key, index=None, wait=None):
-        self.calls.append((key, index, wait))
-        return self.answer
-
-
-class FakeClient:
-    def __init__(self, answer):
-        self.kv = FakeKV(answer)
-
-
-@pytest.mark.parametrize("item,value", [
-    (None, MISSING),
-    ({"Value": None}, b""),
-    ({"Value": b""}, b""),
-    ({"Value": b'{"a": 1}'}, b'{"a": 1}'),
-])
-def test_consul_kv_fetcher(item, value):
-    client = FakeClient((42, item))
-    fetch = consul_kv_fetcher(client, "some/key")
-    assert fetch(0, "5s") == (42, value)
-    assert fetch(41, "5s") == (42, value)
-    assert client.kv.calls == [("some/key", None, "5s"), ("some/key", 41, "5s")]

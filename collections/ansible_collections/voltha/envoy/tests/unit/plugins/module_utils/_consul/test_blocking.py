@@ -1,0 +1,164 @@
+"""Unit tests for BlockingReader (blocking.py) against a scripted HTTP server on loopback."""
+
+import base64
+import http.server
+import json
+import socket
+import threading
+
+import pytest
+
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import (
+    BlockingReader,
+    ConsulHTTPError,
+    kv_reading,
+    kv_value,
+    wait_seconds,
+)
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import ConsulSettings
+
+
+class ScriptedConsul(http.server.ThreadingHTTPServer):
+    """Answers each GET with the next scripted (status, headers, body); records path and connection."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.script = []
+        self.seen = []  # (path with query, client port: one per connection, headers)
+
+    @property
+    def port(self):
+        return self.server_address[1]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.server.seen.append((self.path, self.client_address[1], dict(self.headers)))
+        status, headers, body = self.server.script.pop(0)
+        if status is None:  # never answer
+            threading.Event().wait(5)
+            return
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def consul():
+    server = ScriptedConsul()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def reader_for(consul, **kwargs):
+    timeout = kwargs.pop("timeout", 2.0)
+    return BlockingReader(ConsulSettings(port=consul.port, timeout=timeout, **kwargs))
+
+
+def answer(index, body, known_leader="true", **headers):
+    return 200, dict({"X-Consul-Index": str(index), "X-Consul-KnownLeader": known_leader}, **headers), body
+
+
+def test_the_first_request_on_a_new_connection_does_not_block(consul):
+    """A new connection may reach a restarted agent or a new store: read its current state first."""
+    consul.script = [answer(3, []), answer(4, []), answer(5, [])]
+    reader = reader_for(consul)
+    first = reader.get("/v1/kv/a", (), index=5000, wait="60s")
+    second = reader.get("/v1/kv/a", (), index=3, wait="60s")
+    third = reader.get("/v1/kv/a", (), index=4, wait="1m30s")
+    assert [path for path, _port, _headers in consul.seen] == [
+        "/v1/kv/a", "/v1/kv/a?index=3&wait=60s", "/v1/kv/a?index=4&wait=1m30s"]
+    assert len({port for _path, port, _headers in consul.seen}) == 1  # one kept-alive connection
+    assert (first.index, first.blocked, second.blocked, third.index) == (3, False, True, 5)
+    assert reader.connections == 1
+
+
+def test_a_closed_connection_means_a_new_one_and_no_blocking(consul):
+    consul.script = [answer(7, [], Connection="close"), answer(2, [])]
+    reader = reader_for(consul)
+    reader.get("/v1/kv/a", (), 0)
+    again = reader.get("/v1/kv/a", (), index=7, wait="10s")
+    assert consul.seen[1][0] == "/v1/kv/a" and not again.blocked
+    assert reader.connections == 2 and consul.seen[0][1] != consul.seen[1][1]
+
+
+def test_headers_consistency_datacenter_and_token(consul):
+    consul.script = [answer(9, [], known_leader="false"), answer(9, [])]
+    reader = reader_for(consul, token="s3cret", datacenter="dc2", consistency="stale")
+    reading = reader.get("/v1/health/service/vcore", (("passing", None),))
+    assert reading.known_leader is False
+    assert consul.seen[0][0] == "/v1/health/service/vcore?stale=&dc=dc2"
+    assert consul.seen[0][2]["X-Consul-Token"] == "s3cret"
+    assert BlockingReader(ConsulSettings(), consistency="consistent").url("/v1/kv/x") == "/v1/kv/x?consistent="
+
+
+def test_missing_key_and_errors(consul):
+    consul.script = [(404, {"X-Consul-Index": "12"}, b""), (500, {}, b"No cluster leader")]
+    reader = reader_for(consul)
+    missing = kv_reading(reader, "service/voltha/x")
+    assert (missing.index, missing.value) == (12, None)
+    with pytest.raises(ConsulHTTPError, match="consul answered 500 No cluster leader for /v1/kv/service/voltha/x") \
+            as raised:
+        kv_reading(reader, "service/voltha/x")
+    assert raised.value.status == 500
+
+
+def test_an_agent_that_never_answers_is_noticed(consul):
+    consul.script = [(None, {}, b"")]
+    reader = reader_for(consul, timeout=0.3)
+    with pytest.raises((socket.timeout, TimeoutError)):
+        reader.get("/v1/kv/a", (), 0)
+    assert reader._conn is None  # the next request starts on a new connection
+
+
+def test_nothing_listening_raises_and_the_next_try_connects_again():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    reader = BlockingReader(ConsulSettings(port=port, timeout=1.0))
+    for _dummy in range(2):
+        with pytest.raises(ConnectionRefusedError):
+            reader.get("/v1/kv/a", ())
+
+
+@pytest.mark.parametrize("text,seconds", [("60s", 60.0), ("1m30s", 90.0), ("500ms", 0.5), (None, 0.0), (2, 2.0),
+                                          ("1h", 3600.0)])
+def test_wait_seconds(text, seconds):
+    assert wait_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["60", "1 s", "s", "1d", "-1s"])
+def test_bad_waits_are_named(text):
+    with pytest.raises(ValueError, match="a wait must be a duration"):
+        wait_seconds(text)
+
+
+def test_bad_consistency_is_named():
+    with pytest.raises(ValueError, match="consistency must be one of default, stale, consistent, got 'eventual'"):
+        BlockingReader(ConsulSettings(), consistency="eventual")
+
+
+@pytest.mark.parametrize("entries,value", [
+    (None, None),
+    ([], None),
+    ([{"Value": None}], b""),
+    ([{"Value": base64.b64encode(b'{"a": 1}').decode()}], b'{"a": 1}'),
+])
+def test_kv_value(entries, value):
+    assert kv_value(entries) == value

@@ -1,0 +1,77 @@
+"""membership.py: which health entries pass, and the leader pruning instances that keep failing."""
+
+from __future__ import annotations
+
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import ConsulSettings
+from voltha_core_sim.election import LEADER
+from voltha_core_sim.membership import CoreMembership, MembershipConfig, is_passing
+
+
+def entry(service_id, node="node-1", *statuses):
+    return {"Node": {"Node": node}, "Service": {"ID": service_id},
+            "Checks": [{"Status": status} for status in statuses]}
+
+
+def test_an_entry_passes_only_when_every_check_passes():
+    assert is_passing(entry("a", "n", "passing", "passing"))
+    assert not is_passing(entry("a", "n", "passing", "critical"))
+    assert not is_passing(entry("a", "n", "warning"))
+
+
+class FakeAgentClient:
+    def __init__(self):
+        self.deregistered, self.catalog_removed = [], []
+        self.agent = self
+        self.service = self
+        self.catalog = self
+
+    def self(self):
+        return {"Config": {"NodeName": "node-1"}}
+
+    def deregister(self, *args, **kwargs):
+        if kwargs:  # catalog.deregister(node, service_id=...)
+            self.catalog_removed.append((args[0], kwargs["service_id"]))
+        else:
+            self.deregistered.append(args[0])
+        return True
+
+
+def membership(monkeypatch, now):
+    member = CoreMembership(MembershipConfig("core-1", "127.0.0.1", 50556, prune_after=5.0, run="r1"),
+                            ConsulSettings())
+    member._prune_client = FakeAgentClient()
+    monkeypatch.setattr("voltha_core_sim.membership.time.monotonic", lambda: now[0])
+    return member
+
+
+def test_the_leader_prunes_instances_failing_for_prune_after(monkeypatch):
+    now = [100.0]
+    member = membership(monkeypatch, now)
+    assert member.instance == "core-1@127.0.0.1:50556~r1"
+    ghosts = [entry("core-2@10.0.0.7:50556~old", "node-1", "critical"),
+              entry("core-3@10.0.0.8:50556~old", "node-9", "critical"),
+              entry(member.instance, "node-1", "critical")]  # ours: the registration loop looks after it
+    member._note_failing(ghosts)
+    assert set(member.failing) == {"core-2@10.0.0.7:50556~old", "core-3@10.0.0.8:50556~old"}
+    assert member._prune() is None  # a follower prunes nothing
+    member.election.role = LEADER
+    now[0] = 103.0
+    member._note_failing(ghosts)  # still failing: the first time seen is kept
+    assert member._prune() == 2.0
+    now[0] = 105.0
+    assert member._prune() is None
+    client = member._prune_client
+    assert client.deregistered == ["core-2@10.0.0.7:50556~old"]  # registered with our agent
+    assert client.catalog_removed == [("node-9", "core-3@10.0.0.8:50556~old")]  # another node's
+    assert member.failing == {}
+
+
+def test_an_instance_that_passes_again_is_not_pruned(monkeypatch):
+    now = [0.0]
+    member = membership(monkeypatch, now)
+    member.election.role = LEADER
+    member._note_failing([entry("core-2@h:1~x", "node-1", "critical")])
+    now[0] = 4.0
+    member._note_failing([])
+    now[0] = 10.0
+    assert member._prune() is None and member._prune_client.deregistered == []
