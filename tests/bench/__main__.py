@@ -224,6 +224,10 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
         lines.append(f"- validation {r['validation']}: {r['idle_cpu'] * 10 * 1000:.0f} ms of CPU in 10 s "
                      f"({r['idle_cpu'] * 100:.3f} % of one core)")
     lines.append("")
+    if results.get("faults"):
+        from tests.bench import consul_faults
+
+        lines += consul_faults.report(results["faults"])
     if results.get("lab"):
         from tests.bench import lab
 
@@ -242,6 +246,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
     parser.add_argument("--no-lab", action="store_true", help="skip the swarm lab (images, stack, core deaths)")
     parser.add_argument("--kills", type=int, default=6, help="core deaths in the lab")
+    parser.add_argument("--fault-rounds", type=int, default=10, help="rounds per Consul fault (0: none)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     results = {"propagation": [], "identical": [], "scale": []}
@@ -268,6 +273,10 @@ def main(argv=None) -> int:
         finally:
             cores.stop()
             consul.stop()
+        if args.fault_rounds:
+            from tests.bench import consul_faults
+
+            results["faults"] = consul_faults.run(workdir, args.fault_rounds)
     if not args.no_lab:
         from tests.bench import lab
 

@@ -16,11 +16,21 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from google.protobuf import empty_pb2
 from voltha_protos import device_pb2, voltha_pb2_grpc
+
+from .consul_agent import ConsulAgent
+from .envoyd_runner import Envoyd
+from .processes import wait_for
+from .sim_cores import Core, assigned, leader_instance
+
+KEY = "test/faults/assignment"
+WAIT = "60s"  # envoyd's default blocking wait: a watch stuck on an old index would take a minute
 
 
 def assignment_of(*servers) -> str:
@@ -165,4 +175,195 @@ def run_rounds(name: str, rounds: int, fault, load: CallLoad, write_urls, key: s
         if cores_check is not None:
             result.cores_resync.append(cores_check(accepted))
         result.rounds.append(Round(None if seen is None else max(0.0, seen - accepted), load.failed() - before))
+    return result
+
+
+class Rig:
+    """Everything one fault scenario runs, stopped in reverse order by close() whatever happened:
+    Consul agents, envoyd, in-process cores (the targets of the written assignments), simulated core
+    processes on keys of their own, and the load."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        tag = uuid.uuid4().hex[:8]
+        self.keys = {"service": f"vcore-{tag}", "assignment": f"test/{tag}/assignment", "lock": f"test/{tag}/leader"}
+        self._things: list = []
+
+    def _keep(self, thing):
+        self._things.append(thing)
+        return thing
+
+    def consul(self, name: str, wait: bool = True, **kwargs) -> ConsulAgent:
+        agent = self._keep(ConsulAgent(self.workdir / name, **kwargs))
+        return agent.start() if wait else agent.launch()
+
+    def cluster(self, servers: int = 3) -> tuple[list[ConsulAgent], ConsulAgent]:
+        """Three servers (Raft) and one client agent joined to them."""
+        agents = [self._keep(ConsulAgent(self.workdir / f"server-{n}", mode="server", bootstrap_expect=servers))
+                  for n in range(servers)]
+        joined = [agent.serf_address for agent in agents]
+        for agent in agents:
+            agent.config["retry_join"] = joined
+            agent.launch()
+        wait_for(lambda: all(agent.has_leader() for agent in agents), 60, "three servers with a leader")
+        return agents, self.consul("client", mode="client", join=tuple(joined))
+
+    def servers(self, count: int = 2) -> list:
+        from voltha_core_sim.server import CoreServer
+
+        return [self._keep(CoreServer(f"core-{n}")).start() for n in range(count)]
+
+    def envoyd(self, agent: ConsulAgent, *extra: str, key: str = KEY) -> Envoyd:
+        daemon = self._keep(Envoyd(self.workdir / f"envoyd-{len(self._things)}", agent.address,
+                                   extra=("--assignment-key", key, "--consul-wait", WAIT, *extra)))
+        return daemon.start()
+
+    def cores(self, agent: ConsulAgent, *specs) -> list[Core]:
+        """Simulated core processes; specs are core ids, or (core id, port) to reuse a port."""
+        cores = []
+        for spec in specs:
+            core_id, port = (spec, None) if isinstance(spec, str) else spec
+            workdir = self.workdir / f"core-{len(self._things)}"
+            workdir.mkdir()
+            cores.append(self._keep(Core(workdir, core_id, agent.address, self.keys, port=port)).start())
+        return cores
+
+    def load(self, envoyd: Envoyd) -> CallLoad:
+        return self._keep(CallLoad(envoyd.nbi, clients=8, rate=50.0)).start()
+
+    def close(self) -> None:
+        for thing in reversed(self._things):
+            try:
+                thing.stop()
+            except Exception:  # stop the rest whatever one of them does
+                pass
+        self._things.clear()
+
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def cores_whole(agent: ConsulAgent, keys: dict, cores: list[Core], timeout: float = 15.0):
+    """A check for run_rounds: seconds from ``since`` until the cores' assignment names exactly the
+    living cores and the lock is held by a session of one of them (found by its instance id)."""
+    want = {c.core_id: ("127.0.0.1", c.port) for c in cores}
+
+    def whole() -> bool:
+        try:
+            client = agent.client()
+            instance = leader_instance(client, keys["lock"])
+            return assigned(client.kv, keys["assignment"]) == want and instance is not None \
+                and any(instance.startswith(f"{c.core_id}@127.0.0.1:{c.port}~") for c in cores)
+        except Exception:  # Consul still coming back
+            return False
+
+    def check(since: float) -> float:
+        wait_for(whole, timeout, f"the cores' assignment == {sorted(want)} with a living leader", interval=0.02)
+        return time.monotonic() - since
+    return check
+
+
+def restarted(rig: Rig, mode: str, rounds: int) -> FaultResult:
+    """A dev agent restarts empty (its index starts again near 1); a server keeps its data dir."""
+    agent = rig.consul("consul", mode=mode)
+    servers = rig.servers()
+    agent.client().kv.put(KEY, assignment_of(servers[0]))
+    envoyd = rig.envoyd(agent)
+    sim = rig.cores(agent, "core-a", "core-b", "core-c")
+    cores_whole(agent, rig.keys, sim)(time.monotonic())
+    load = rig.load(envoyd)
+
+    def restart():
+        agent.stop()
+        agent.launch()
+
+    what = "dev agent restarted (store lost)" if mode == "dev" else "server restarted (store kept)"
+    return run_rounds(what, rounds, restart, load, lambda: [agent.url], KEY, servers,
+                      cores_check=cores_whole(agent, rig.keys, sim))
+
+
+def hung(rig: Rig, rounds: int, wait: str = "2s", seconds: float = 3.5) -> FaultResult:
+    """SIGSTOP for longer than the blocking wait (sockets open, no answer), then SIGCONT."""
+    agent = rig.consul("consul", mode="server")
+    servers = rig.servers()
+    agent.client().kv.put(KEY, assignment_of(servers[0]))
+    envoyd = rig.envoyd(agent, "--consul-wait", wait)
+    sim = rig.cores(agent, "core-a", "core-b")
+    load = rig.load(envoyd)
+
+    def hang():
+        agent.freeze()
+        time.sleep(seconds)
+        agent.thaw()
+
+    return run_rounds(f"agent hung {seconds:g} s (SIGSTOP; wait {wait})", rounds, hang, load, lambda: [agent.url],
+                      KEY, servers, cores_check=cores_whole(agent, rig.keys, sim))
+
+
+def leader_lost(rig: Rig, consistency: str, rounds: int) -> FaultResult:
+    """Three servers and the client agent envoyd and the cores talk to; each round the Raft leader
+    is killed (SIGKILL), and it comes back before the next round."""
+    agents, client_agent = rig.cluster()
+    servers = rig.servers()
+    client_agent.client().kv.put(KEY, assignment_of(servers[0]))
+    envoyd = rig.envoyd(client_agent, "--consul-consistency", consistency)
+    sim = rig.cores(client_agent, "core-a", "core-b")
+    load = rig.load(envoyd)
+    killed: list[ConsulAgent] = []
+
+    def kill_leader():
+        if killed:
+            killed.pop().launch()
+            wait_for(lambda: all(agent.has_leader() for agent in agents), 60, "the killed server back")
+        address = agents[0].leader()
+        victim = next(agent for agent in agents if agent.raft_address == address)
+        victim.kill()
+        killed.append(victim)
+
+    return run_rounds(f"3-server cluster lost its leader ({consistency} reads)", rounds, kill_leader, load,
+                      lambda: [client_agent.url], KEY, servers, cores_check=cores_whole(client_agent, rig.keys, sim))
+
+
+def registered(agent: ConsulAgent, keys: dict) -> set[str]:
+    """CORE@PORT of every instance in Consul's catalog."""
+    return {f"{s['ServiceMeta']['core_id']}@{s['ServicePort']}"
+            for s in agent.client().catalog.service(keys["service"])[1]}
+
+
+def cores_replaced(rig: Rig, rounds: int) -> FaultResult:
+    """Consul keeps its data (the old registrations and sessions with it) while every core is
+    replaced, two of them at old cores' addresses. envoyd follows the cores' own key here. Each
+    round: seconds from Consul answering until the cores are whole (cores_resync) and until envoyd
+    routes to exactly the new cores (resync), and the calls that failed once the new cores served
+    (calls fail while no core at all runs: those are the cores' deaths, not Consul's)."""
+    agent = rig.consul("consul", mode="server")
+    old = rig.cores(agent, "core-a", "core-b", "core-c")
+    cores_whole(agent, rig.keys, old)(time.monotonic())
+    envoyd = rig.envoyd(agent, key=rig.keys["assignment"])
+    load = rig.load(envoyd)
+    result = FaultResult("every core replaced while Consul restarted with its data")
+    for _round in range(rounds):
+        agent.stop()
+        for core in old:
+            core.process.signal(9)  # SIGKILL: no deregistration, no session destroyed
+            core.stop()
+        # core-a takes core-b's address, core-c core-a's; core-b gets a new one.
+        new = rig.cores(agent, ("core-a", old[1].port), "core-b", ("core-c", old[0].port))
+        before = load.failed()
+        agent.launch()
+        wait_for(agent.has_leader, 30, "consul back with its data")
+        answered = time.monotonic()
+        result.cores_resync.append(cores_whole(agent, rig.keys, new, timeout=10.0)(answered))
+        want = {(c.core_id, c.port) for c in new}
+        wait_for(lambda want=want: {(c["id"], c["port"]) for c in envoyd.status()["cores"]} == want, 10,
+                 "envoyd routing to the new cores")
+        routed = time.monotonic() - answered
+        # The old registrations came back with Consul's data; the leader prunes them within seconds.
+        wait_for(lambda want={f"{c.core_id}@{c.port}" for c in new}: registered(agent, rig.keys) == want, 15,
+                 "only the new cores registered")
+        result.rounds.append(Round(routed, load.failed() - before))
+        old = new
     return result
