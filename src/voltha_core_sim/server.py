@@ -54,13 +54,23 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
         return voltha_pb2.Voltha(version=self.core_id)
 
 
+# Envoy pings every upstream connection (the template's keepalive_interval, 0.1 s by default) to
+# notice a frozen core: accept pings that often, with or without calls, and never answer them with
+# GOAWAY ("too many pings"), which gRPC servers do by default for pings more often than every 5 min.
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 50),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+
+
 class CoreServer:
     """One simulated core listening on host:port (port 0 picks a free one)."""
 
     def __init__(self, core_id: str, host: str = "127.0.0.1", port: int = 0, workers: int = 8):
         self.core_id = core_id
         self.servicer = CoreServicer(core_id)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=KEEPALIVE_OPTIONS)
         voltha_pb2_grpc.add_VolthaServiceServicer_to_server(self.servicer, self.server)
         self.health = health.HealthServicer()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)

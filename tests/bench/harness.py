@@ -14,19 +14,6 @@ from tests.support.paths import source_env
 from tests.support.processes import ManagedProcess, free_port, wait_for
 
 
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile: with fewer than 100 samples, p99 is the largest one."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(1, int(round(pct / 100.0 * len(ordered) + 0.4999)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def median(values: list[float]) -> float:
-    return percentile(values, 50)
-
-
 class CoreProcesses:
     """Simulated cores, each a process of its own, so the cores do not share the benchmark's GIL."""
 
@@ -150,5 +137,5 @@ def machine_facts() -> list[str]:
             f"Kernel: {kernel}", f"Python: {sys.version.split()[0]}"]
 
 
-__all__ = ["CoreProcesses", "PacedLoad", "cpu_seconds", "envoy_stat", "machine_facts", "median", "peak_rss_bytes",
-           "percentile", "rss_bytes", "wait_for"]
+__all__ = ["CoreProcesses", "PacedLoad", "cpu_seconds", "envoy_stat", "machine_facts", "peak_rss_bytes", "rss_bytes",
+           "wait_for"]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import docker
 
-from tests.bench.harness import median, percentile
 from tests.support.paths import REPO
+from tests.support.stats import median, percentile
 
 STACK = "voltha_bench"
 NBI_PORT = 52555

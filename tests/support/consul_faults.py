@@ -43,8 +43,11 @@ class CallLoad:
     through ``address`` at ``rate`` calls per second each. Knows when a core first answered after
     ``expect(core)`` and every call that failed."""
 
-    def __init__(self, address: str, clients: int = 8, rate: float = 50.0, timeout: float = 5.0):
+    def __init__(self, address: str, clients: int = 8, rate: float = 50.0, timeout: float = 5.0,
+                 keep_calls: bool = False):
         self.address, self.clients, self.rate, self.timeout = address, clients, rate, timeout
+        self.keep_calls = keep_calls
+        self.calls: list[tuple] = []  # with keep_calls: (start, end, "read" or "create", core or None, error)
         self.lock = threading.Lock()
         self.ok = 0
         self.failures: list[tuple[float, str]] = []
@@ -61,8 +64,9 @@ class CallLoad:
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
+                create = (calls + number) % 2 == 0
                 try:
-                    if (calls + number) % 2 == 0:
+                    if create:
                         core = stub.CreateDevice(device_pb2.Device(type="load"), timeout=self.timeout).id
                         core = core.split(":")[0]
                     else:
@@ -73,9 +77,15 @@ class CallLoad:
                         if core == self._wanted and self._seen_at is None:
                             self._seen_at = now
                             self._seen.set()
+                        if self.keep_calls:
+                            self.calls.append((started, now, "create" if create else "read", core, None))
                 except grpc.RpcError as err:
+                    now = time.monotonic()
+                    text = f"{err.code().name}: {err.details()}"[:200]
                     with self.lock:
-                        self.failures.append((time.monotonic(), f"{err.code().name}: {err.details()}"[:200]))
+                        self.failures.append((now, text))
+                        if self.keep_calls:
+                            self.calls.append((started, now, "create" if create else "read", None, text))
                 calls += 1
                 self._stop.wait(max(0.0, started + 1.0 / self.rate - time.monotonic()))
         finally:
@@ -185,6 +195,7 @@ class Rig:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         self.keys = {"service": f"vcore-{tag}", "assignment": f"test/{tag}/assignment", "lock": f"test/{tag}/leader"}
         self._things: list = []

@@ -59,8 +59,41 @@ DEFAULT_VARIABLES = {
     "rr_cluster_name": "voltha-grpc-rr",
     "route_prefix": "/voltha.",
     "round_robin_methods": ["/voltha.VolthaGlobalService/CreateDevice", "/voltha.VolthaService/CreateDevice"],
+    # Envoy's own eyes on the cores (an empty value turns each off). HTTP/2 pings on every upstream
+    # connection: a frozen core or a cut link fails one within interval + timeout.
+    "keepalive_interval": "0.1s",
+    "keepalive_timeout": "0.15s",
+    # Active gRPC health checks (grpc.health.v1, service health_check_service) of every core.
+    "health_check_interval": "0.2s",
+    "health_check_timeout": "0.15s",
+    "health_check_unhealthy_threshold": 2,
+    "health_check_healthy_threshold": 1,
+    "health_check_service": "",
+    # Outlier detection on local-origin failures (resets, refused connections, timeouts): a core
+    # with that many in a row is ejected for base_ejection_time (longer each time, up to
+    # max_ejection_time); never more than max_ejection_percent of the cores at once.
+    "outlier_consecutive_failures": 2,
+    "outlier_interval": "0.5s",
+    "outlier_base_ejection_time": "1s",
+    "outlier_max_ejection_time": "10s",
+    "outlier_max_ejection_percent": 50,
+    # Reads, safe to retry on another core: RE2 patterns over the gRPC path, each matching all of it.
+    "read_methods": [r"/voltha\.Voltha[A-Za-z]*Service/(Get|List)[A-Za-z0-9]*"],
+    "read_retry_on": "reset,connect-failure,refused-stream,unavailable",
+    "read_per_try_timeout": "0.5s",
+    # Retries in flight may be at most this share of the requests in flight (at least the minimum).
+    "retry_budget_percent": 20,
+    "retry_budget_min_concurrency": 10,
 }
 _PORT_VARIABLES = ("listen_port", "admin_port", "core_port")
+# Envoy durations in its JSON form ("0.25s"); an empty value turns off what the variable sets.
+_DURATION_VARIABLES = ("keepalive_interval", "keepalive_timeout", "health_check_interval", "health_check_timeout",
+                       "outlier_interval", "outlier_base_ejection_time", "outlier_max_ejection_time",
+                       "read_per_try_timeout")
+_COUNT_VARIABLES = {"health_check_unhealthy_threshold": (1, 100), "health_check_healthy_threshold": (1, 100),
+                    "outlier_consecutive_failures": (0, 1000), "outlier_max_ejection_percent": (0, 100),
+                    "retry_budget_percent": (0, 100), "retry_budget_min_concurrency": (0, 100000)}
+_ENVOY_DURATION = re.compile(r"[0-9]+(\.[0-9]{1,9})?s\Z")
 
 _PLAIN_ASCII = re.compile(r"[\x20-\x7e]*\Z")
 _YAML_BREAKS = (0x85, 0x2028, 0x2029, 0xFEFF)  # line breaks (folded to spaces) and the byte order mark
@@ -121,8 +154,36 @@ def merge_variables(overrides):
     if isinstance(attempts, bool) or merged["retry_attempts"] is None or not 0 <= merged["retry_attempts"] <= 10:
         raise RenderError("template variable retry_attempts must be an integer from 0 to 10, got %s"
                           % json.dumps(attempts))
-    if isinstance(merged["round_robin_methods"], str):
-        merged["round_robin_methods"] = [m.strip() for m in merged["round_robin_methods"].split(",") if m.strip()]
+    for name in ("round_robin_methods", "read_methods"):
+        if isinstance(merged[name], str):
+            merged[name] = [m.strip() for m in merged[name].split(",") if m.strip()]
+    for name in _DURATION_VARIABLES:
+        value = merged[name]
+        if value in (None, "", "0", "0s", False):
+            merged[name] = ""
+        elif not isinstance(value, str) or not _ENVOY_DURATION.match(value):
+            raise RenderError("template variable %s must be a duration in seconds such as 0.25s (or empty to turn "
+                              "it off), got %s" % (name, json.dumps(value)))
+    for name, (lowest, highest) in _COUNT_VARIABLES.items():
+        value = merged[name]
+        try:
+            number = None if isinstance(value, bool) else int(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not lowest <= number <= highest:
+            raise RenderError("template variable %s must be an integer from %d to %d, got %s"
+                              % (name, lowest, highest, json.dumps(value)))
+        merged[name] = number
+    for pattern in merged["read_methods"]:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as err:
+            raise RenderError("template variable read_methods: %s is not a regular expression: %s"
+                              % (json.dumps(pattern), err)) from None
+    if merged["keepalive_interval"] and not merged["keepalive_timeout"]:
+        raise RenderError("template variable keepalive_timeout must be set when keepalive_interval is")
+    if merged["health_check_interval"] and not merged["health_check_timeout"]:
+        raise RenderError("template variable health_check_timeout must be set when health_check_interval is")
     return merged
 
 

@@ -14,6 +14,15 @@ Routing (the seed's, on the v3 API): CreateDevice goes round-robin over every as
 other ``/voltha.`` call goes to the core cluster. No route timeout and no stream idle timeout:
 VOLTHA has long-lived streaming calls.
 
+A dead, hung or unreachable core is noticed by Envoy itself, each means with a variable that turns it
+off (an empty value): HTTP/2 keepalive pings on every upstream connection (a frozen core or a cut
+link fails its ping), active gRPC health checks (grpc.health.v1) of every core, and outlier detection
+on local-origin failures (resets, refused connections, timeouts), ejecting at most a bounded share of
+the cores. Reads (``read_methods``, regular expressions over the gRPC path; by default every Get* and
+List* of the VOLTHA services) are retried on another core on reset, unavailable and after a per-try
+timeout, within a retry budget; every other call, which may change state, is retried only when it
+never reached a core.
+
 Used by _envoy/render (the default template).
 """
 
@@ -48,6 +57,18 @@ VOLTHA_TEMPLATE = """\
               "name": "voltha",
               "domains": ["*"],
               "routes": [
+{%- for pattern in read_methods %}
+                {"match": {"safe_regex": {"regex": {{ pattern }}}},
+                 "route": {"cluster": {{ cluster_name }}, "timeout": "0s", "retry_policy": {
+                   "retry_on": {{ read_retry_on }},
+                   "num_retries": {{ retry_attempts }},
+{%- if read_per_try_timeout %}
+                   "per_try_timeout": {{ read_per_try_timeout }},
+{%- endif %}
+                   "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
+                     "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+                   "host_selection_retry_max_attempts": 3}}},
+{%- endfor %}
 {%- for method in round_robin_methods %}
                 {"match": {"prefix": {{ method }}}, "route": {"cluster": {{ rr_cluster_name }}, "timeout": "0s"}},
 {%- endfor %}
@@ -84,9 +105,39 @@ VOLTHA_TEMPLATE = """\
         "typed_extension_protocol_options": {
           "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {}}
+            "explicit_http_config": {"http2_protocol_options": {
+{%- if keepalive_interval %}
+              "connection_keepalive": {"interval": {{ keepalive_interval }}, "timeout": {{ keepalive_timeout }}}
+{%- endif %}
+            }}
           }
         },
+{%- if health_check_interval %}
+        "health_checks": [{
+          "timeout": {{ health_check_timeout }},
+          "interval": {{ health_check_interval }},
+          "no_traffic_interval": {{ health_check_interval }},
+          "unhealthy_threshold": {{ health_check_unhealthy_threshold }},
+          "healthy_threshold": {{ health_check_healthy_threshold }},
+          "grpc_health_check": {"service_name": {{ health_check_service }}}
+        }],
+{%- endif %}
+{%- if outlier_consecutive_failures %}
+        "outlier_detection": {
+          "split_external_local_origin_errors": true,
+          "consecutive_local_origin_failure": {{ outlier_consecutive_failures }},
+          "enforcing_consecutive_local_origin_failure": 100,
+          "interval": {{ outlier_interval }},
+          "base_ejection_time": {{ outlier_base_ejection_time }},
+          "max_ejection_time": {{ outlier_max_ejection_time }},
+          "max_ejection_percent": {{ outlier_max_ejection_percent }}
+        },
+{%- endif %}
+{%- if retry_budget_percent %}
+        "circuit_breakers": {"thresholds": [{"retry_budget": {
+          "budget_percent": {"value": {{ retry_budget_percent }}},
+          "min_retry_concurrency": {{ retry_budget_min_concurrency }}}}]},
+{%- endif %}
         "load_assignment": {"cluster_name": {{ name }}, "endpoints": [{"lb_endpoints": {{ lb_endpoints }}}]}
       }{% if not loop.last %},{% endif %}
 {%- endfor %}

@@ -8,6 +8,7 @@ supervisor (_envoy/process.py). The data path never depends on Consul or on good
 the last good config keeps serving. Started by cli.py.
 """
 
+import json
 import logging
 import os
 import queue
@@ -19,6 +20,7 @@ import time
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, NoKnownLeader, kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.hosts import host_views
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import EnvoyStartError, EnvoySupervisor
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.applier import ConfigApplier
@@ -51,6 +53,7 @@ class Daemon:
                 # A resource file Envoy cannot fully parse is rejected rather than half applied.
                 extra_args=("--reject-unknown-dynamic-fields",))
         self.applier = ConfigApplier(settings, self.envoy_bin, self.metrics, self.supervisor)
+        self.metrics.watch_envoy_hosts(self.envoy_hosts)
         self.state = None  # the last logged state, so each change of state is logged once
         self.last_value = None
         self.apply_lock = threading.RLock()  # one apply at a time: the watcher's thread or the main loop
@@ -74,10 +77,25 @@ class Daemon:
         self.metrics.healthy.set(1 if ok else 0)
         return ok
 
+    def envoy_hosts(self):
+        """What the serving Envoy thinks of each core (HostViews), from its admin API."""
+        current = self.supervisor.current if self.supervisor else None
+        if current is None:
+            raise OSError("no Envoy runs")
+        return host_views(json.loads(current.admin("/clusters?format=json", timeout=2.0)))
+
     def status_report(self):
-        """What /status shows: what is applied and which Envoy processes serve it."""
+        """What /status shows: what is applied, which Envoy processes serve it, and what Envoy
+        thinks of each core."""
         applier, supervisor = self.applier, self.supervisor
+        try:
+            hosts = [dict(view._asdict()) for view in self.envoy_hosts()]
+            hosts_error = None
+        except Exception as err:  # Envoy starting or going away: say so, the rest still reports
+            hosts, hosts_error = [], "%s: %s" % (type(err).__name__, err)
         return {
+            "envoy_hosts": hosts,
+            "envoy_hosts_error": hosts_error,
             "healthy": self.healthy(),
             "reload": self.settings.reload,
             "assignment_key": self.settings.assignment_key,

@@ -9,8 +9,9 @@ prometheus-client); the modules never do.
 
 try:
     import prometheus_client
+    from prometheus_client.core import GaugeMetricFamily
 except ImportError:  # said when envoyd starts without it
-    prometheus_client = None
+    prometheus_client = GaugeMetricFamily = None
 
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 
@@ -41,6 +42,12 @@ class DaemonMetrics:
             "envoyd_change_to_applied_seconds", "From a Consul change reaching envoyd to the config applied.",
             buckets=LATENCY_BUCKETS, registry=self.registry)
 
+    def watch_envoy_hosts(self, fetch):
+        """Export envoyd_envoy_hosts{cluster,state}: how many hosts Envoy counts healthy, ejected,
+        failing their checks...; ``fetch()`` gives the HostViews, asked at each scrape (none when it
+        raises: Envoy not up)."""
+        self.registry.register(_HostsCollector(fetch))
+
     def _make(self, kind):
         def make(name, documentation, labelnames=()):
             return kind(name, documentation, labelnames=labelnames, registry=self.registry)
@@ -53,3 +60,29 @@ class DaemonMetrics:
     def exposition(self):
         """(body, content type) of the text format for /metrics."""
         return prometheus_client.generate_latest(self.registry), prometheus_client.CONTENT_TYPE_LATEST
+
+
+class _HostsCollector:
+    NAME = "envoyd_envoy_hosts"
+    HELP = "Upstream hosts by what Envoy thinks of them (healthy, ejected, failing_checks, pending_check, unhealthy)."
+
+    def __init__(self, fetch):
+        self.fetch = fetch
+
+    def _family(self):
+        return GaugeMetricFamily(self.NAME, self.HELP, labels=("cluster", "state"))
+
+    def describe(self):
+        return [self._family()]
+
+    def collect(self):
+        from ansible_collections.voltha.envoy.plugins.module_utils._envoy.hosts import state_counts
+
+        family = self._family()
+        try:
+            views = self.fetch()
+        except Exception:  # Envoy not up (yet): no samples rather than a failed scrape
+            views = []
+        for (cluster, state), count in sorted(state_counts(views).items()):
+            family.add_metric((cluster, state), count)
+        yield family

@@ -75,8 +75,86 @@ def test_default_render(renderer):
             {"address": {"socket_address": {"address": "10.0.0.2", "port_value": 7}}, "hostname": "core-b"},
         ]
     routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-    assert [r["match"]["prefix"] for r in routes] == DEFAULT_VARIABLES["round_robin_methods"] + ["/voltha."]
-    assert [r["route"]["cluster"] for r in routes] == ["voltha-grpc-rr", "voltha-grpc-rr", "voltha-grpc"]
+    assert [r["match"].get("prefix") or r["match"]["safe_regex"]["regex"] for r in routes] == (
+        DEFAULT_VARIABLES["read_methods"] + DEFAULT_VARIABLES["round_robin_methods"] + ["/voltha."])
+    assert [r["route"]["cluster"] for r in routes] == ["voltha-grpc", "voltha-grpc-rr", "voltha-grpc-rr", "voltha-grpc"]
+
+
+READ_PATTERN = re.compile(DEFAULT_VARIABLES["read_methods"][0])
+
+
+@pytest.mark.parametrize("path,read", [
+    ("/voltha.VolthaService/GetVoltha", True),
+    ("/voltha.VolthaService/GetDevice", True),
+    ("/voltha.VolthaService/ListDevices", True),
+    ("/voltha.VolthaService/ListDeviceTypes", True),
+    ("/voltha.VolthaGlobalService/ListAdapters", True),
+    ("/voltha.VolthaService/CreateDevice", False),
+    ("/voltha.VolthaService/EnableDevice", False),
+    ("/voltha.VolthaService/DeleteDevice", False),
+    ("/voltha.VolthaService/ReceiveChangeEvents", False),  # a stream: no per-try timeout
+    ("/voltha.VolthaService/GetDevice/extra", False),
+    ("/other.Service/GetThing", False),
+])
+def test_the_default_reads_are_the_nbi_get_and_list_calls(path, read):
+    """Envoy's safe_regex matches the whole path, as fullmatch does."""
+    assert bool(READ_PATTERN.fullmatch(path)) is read
+
+
+def routes_of(config):
+    listener = config["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def test_reads_are_retried_elsewhere_and_writes_only_before_they_reach_a_core(renderer):
+    config = renderer.render(cores_with_id("c")).config
+    read, create = routes_of(config)[0], routes_of(config)[1]
+    assert read["route"]["retry_policy"]["retry_on"] == "reset,connect-failure,refused-stream,unavailable"
+    assert read["route"]["retry_policy"]["per_try_timeout"] == "0.5s"
+    assert "retry_policy" not in create["route"]  # the virtual host's: only calls that never reached a core
+    virtual_host = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"]["virtual_hosts"][0]
+    assert virtual_host["retry_policy"]["retry_on"] == "connect-failure,refused-stream,reset-before-request"
+
+
+def test_envoy_watches_the_cores_itself(renderer):
+    for cluster in renderer.render(cores_with_id("c")).config["static_resources"]["clusters"]:
+        http2 = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+            "explicit_http_config"]["http2_protocol_options"]
+        assert http2 == {"connection_keepalive": {"interval": "0.1s", "timeout": "0.15s"}}
+        [check] = cluster["health_checks"]
+        assert check["grpc_health_check"] == {"service_name": ""} and check["interval"] == "0.2s"
+        assert cluster["outlier_detection"]["consecutive_local_origin_failure"] == 2
+        assert cluster["outlier_detection"]["max_ejection_percent"] == 50
+        assert cluster["circuit_breakers"]["thresholds"][0]["retry_budget"]["budget_percent"] == {"value": 20}
+
+
+def test_each_means_turns_off_with_an_empty_value():
+    off = {"keepalive_interval": "", "health_check_interval": "", "outlier_consecutive_failures": 0,
+           "retry_budget_percent": 0, "read_methods": "", "read_per_try_timeout": ""}
+    config = Renderer(variables=off).render(cores_with_id("c")).config
+    for cluster in config["static_resources"]["clusters"]:
+        assert not {"health_checks", "outlier_detection", "circuit_breakers"} & set(cluster)
+        assert cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+            "explicit_http_config"]["http2_protocol_options"] == {}
+    assert [r["match"].get("prefix") for r in routes_of(config)] == DEFAULT_VARIABLES["round_robin_methods"] + [
+        "/voltha."]
+    kept = Renderer(variables={"read_per_try_timeout": "0s"}).render(cores_with_id("c")).config
+    assert "per_try_timeout" not in routes_of(kept)[0]["route"]["retry_policy"]
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("keepalive_interval", "100ms", "keepalive_interval must be a duration in seconds such as 0.25s"),
+    ("health_check_timeout", 5, "health_check_timeout must be a duration in seconds"),
+    ("health_check_unhealthy_threshold", 0, "health_check_unhealthy_threshold must be an integer from 1 to 100"),
+    ("outlier_max_ejection_percent", "half", "outlier_max_ejection_percent must be an integer from 0 to 100"),
+    ("retry_budget_percent", True, "retry_budget_percent must be an integer from 0 to 100, got true"),
+    ("read_methods", ["(Get"], 'read_methods: "(Get" is not a regular expression'),
+    ("keepalive_timeout", "", "keepalive_timeout must be set when keepalive_interval is"),
+])
+def test_bad_watch_variables_are_named(name, value, message):
+    with pytest.raises(RenderError, match=re.escape(message)):
+        Renderer(variables={name: value})
 
 
 def test_dns_host_makes_strict_dns(renderer):
