@@ -27,3 +27,4 @@ def test_a_core_fault_costs_no_read(rig, fault):
     assert result.failed_creates <= max(result.creates_in_flight, result.victim_in_flight), summary
     assert result.detection is not None and result.detection < 1.0, summary  # the benchmark reports it against 300 ms
     assert result.back is not None and result.back < 5.0, summary
+    assert result.metrics_flagged >= 1, summary  # envoyd_envoy_hosts counts the core Envoy took out

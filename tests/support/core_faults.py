@@ -83,6 +83,7 @@ class CoreFault:
     read_p99: float  # seconds, reads started in the fault window
     back: float | None  # seconds from the fault undone until the victim answered a call again
     errors: dict
+    metrics_flagged: float  # envoyd_envoy_hosts samples other than healthy, near the end of the fault
 
 
 class Sampler:
@@ -149,6 +150,8 @@ def run_fault(rig: Rig, fault: str, watch: bool = True, hold: float = 3.0) -> Co
         namespace.cut()
     time.sleep(hold)
     detected = sampler.flagged_at(started)
+    flagged = sum(value for name, value in envoyd.metrics().items()
+                  if name.startswith("envoyd_envoy_hosts{") and 'state="healthy"' not in name)
     if fault == "killed":
         victim.stop()
         victim.start()  # the same address
@@ -177,5 +180,5 @@ def run_fault(rig: Rig, fault: str, watch: bool = True, hold: float = 3.0) -> Co
         detection=None if detected is None else detected - started,
         read_p99=percentile([c[1] - c[0] for c in reads if started <= c[0] <= started + hold], 99),
         back=None if seen is None else seen - undone,
-        errors=errors)
+        errors=errors, metrics_flagged=flagged)
 
