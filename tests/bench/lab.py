@@ -161,6 +161,34 @@ def core_deaths(client: docker.DockerClient, kills: int, rate: float) -> dict:
             "p50": median(latencies), "p99": percentile(latencies, 99), "max": max(latencies), "rate": rate}
 
 
+def core_pauses(client: docker.DockerClient, pauses: int, rate: float, hold: float = 3.0) -> dict:
+    """docker pause one core at a time for ``hold`` seconds under load (its process frozen, its
+    sockets open), then unpause it: the calls that failed, and the latency of the calls meanwhile."""
+    wait_until(lambda: len(assignment()) == 3, 120, 0.2)
+    load = BackgroundLoad(f"127.0.0.1:{NBI_PORT}", rate, "pauses").start()
+    time.sleep(3)
+    windows = []
+    try:
+        for i in range(pauses):
+            container = wait_until(lambda v=f"vcore-{i % 3 + 1}": vcore_containers(client).get(v), 60, 0.2)
+            started = time.monotonic()
+            container.pause()
+            time.sleep(hold)
+            container.unpause()
+            windows.append((started, time.monotonic()))
+            time.sleep(3)
+    finally:
+        records = load.stop()["calls"]
+    during = [r for r in records if any(a <= r[0] <= b for a, b in windows)]
+    failed = [r for r in records if r[3]]
+    errors: dict[str, int] = {}
+    for r in failed:
+        errors[r[3]] = errors.get(r[3], 0) + 1
+    latencies = [r[1] for r in during if not r[3]]
+    return {"pauses": pauses, "hold": hold, "calls": len(records), "failed": len(failed), "errors": errors,
+            "p50": median(latencies), "p99": percentile(latencies, 99), "max": max(latencies), "rate": rate}
+
+
 def replacements(rate: float) -> list[dict]:
     """replace.yml for each service under a steady load through the NBI: failed calls and wall time."""
 
@@ -197,6 +225,7 @@ def run(kills: int = 6, rate: float = 200.0) -> dict:
         log(f"warm: {results['warm']['seconds']:.1f} s, changed={changed}")
         results["sizes"] = image_sizes(client)
         results["deaths"] = core_deaths(client, kills, rate)
+        results["pauses"] = core_pauses(client, 3, rate)
         results["replacements"] = replacements(rate)
         log("core deaths: " + ", ".join(f"{d['core']} dropped {d['dropped'] * 1000:.0f} ms, applied "
                                         f"{d['applied'] * 1000:.0f} ms" for d in results["deaths"]["deaths"])
@@ -243,12 +272,10 @@ def report(results: dict) -> list[str]:
         "*Dropped*: from the kill until the "
         "assignment in Consul no longer has the core (its gRPC health check fails, the leader rewrites the key). "
         "*Not routed*: from the kill until envoyd applied the config without the core (its "
-        "`envoyd_last_apply_timestamp_seconds`); Envoy takes the new files within milliseconds of that. Until "
-        "then calls Envoy sends to the killed core over its open HTTP/2 connection get no answer and fail when "
-        "the core leaves Envoy's routing (UNAVAILABLE): about a third of the calls of that window, so roughly "
-        "(window x rate / 3) calls per SIGKILL. They are not retried because the core may have acted on them. "
-        "Calls that never reached a core (refused connections) are retried on another one, and a core that "
-        "stops gracefully (SIGTERM, a rolling update) costs none: see the replacements below.",
+        "`envoyd_last_apply_timestamp_seconds`). Envoy does not wait for either: its keepalive, health checks and "
+        "outlier detection take the core out within milliseconds (see \"Dead, hung and unreachable cores\"), "
+        "reads in flight are retried on another core, and a CreateDevice fails only when it was on the killed "
+        "core (it may have been acted on).",
         "",
         "| | median | max |",
         "| --- | --- | --- |",
@@ -258,6 +285,19 @@ def report(results: dict) -> list[str]:
         f"Calls: {deaths['calls']:,}, failed: {deaths['failed']}"
         + (f" ({', '.join(f'{k} x{v}' for k, v in deaths['errors'].items())})" if deaths["errors"] else "")
         + f"; latency p50 {ms(deaths['p50'])}, p99 {ms(deaths['p99'])}, max {ms(deaths['max'])}.",
+        "",
+        "### A core frozen (`docker pause`)",
+        "",
+        f"One core container paused for {results['pauses']['hold']:.0f} s at a time ({results['pauses']['pauses']} "
+        "times, each core in turn), then unpaused, under the same load: its process is frozen, its sockets stay "
+        "open, so only Envoy's own keepalive and health checks can tell. Latency is of the calls started while a "
+        "core was paused.",
+        "",
+        f"Calls: {results['pauses']['calls']:,}, failed: {results['pauses']['failed']}"
+        + (f" ({', '.join(f'{k} x{v}' for k, v in results['pauses']['errors'].items())})"
+           if results["pauses"]["errors"] else "")
+        + f"; latency while paused p50 {ms(results['pauses']['p50'])}, p99 {ms(results['pauses']['p99'])}, "
+        f"max {ms(results['pauses']['max'])}.",
         "",
         "### Replacing one service in the running lab",
         "",
