@@ -271,8 +271,20 @@ def cores_whole(agent: ConsulAgent, keys: dict, cores: list[Core], timeout: floa
         except Exception:  # Consul still coming back
             return False
 
+    def seen() -> str:
+        try:
+            client = agent.client()
+            return f"assignment {assigned(client.kv, keys['assignment'])}, lock held by " \
+                   f"{leader_instance(client, keys['lock'])}"
+        except Exception as err:  # what Consul said instead
+            return f"{type(err).__name__}: {err}"
+
     def check(since: float) -> float:
-        wait_for(whole, timeout, f"the cores' assignment == {sorted(want)} with a living leader", interval=0.02)
+        try:
+            wait_for(whole, timeout, f"the cores' assignment == {sorted(want)} with a living leader", interval=0.02)
+        except TimeoutError as err:
+            logs = "\n".join(f"--- {c.core_id}:\n" + "\n".join(c.log().splitlines()[-15:]) for c in cores)
+            raise TimeoutError(f"{err}; Consul shows {seen()}\n{logs}") from None
         return time.monotonic() - since
     return check
 
