@@ -140,7 +140,8 @@ class Runner:
                              str(COLLECTION / "roles" / "stack" / "files" / "prometheus-rules.yml")])
         words = lambda rc: "ok" if rc == 0 else "FAILED"  # noqa: E731 (a local formatter)
         return Outcome(ruff == 0 and lint == 0 and rules == 0,
-                       f"ruff {words(ruff)}, ansible-lint (production) {words(lint)}, promtool check rules {words(rules)}")
+                       f"ruff {words(ruff)}, ansible-lint (production) {words(lint)}, "
+                       f"promtool check rules {words(rules)}")
 
     def stage_images(self) -> Outcome:
         # Every image of the lab, built from source; nothing is built again unless its inputs changed.
