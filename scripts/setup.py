@@ -30,6 +30,11 @@ REQUIREMENTS = REPO / "requirements" / "requirements.in"
 CONSTRAINTS = REPO / "requirements" / "constraints.txt"
 CONSUL_MIN = (1, 8)
 CONSUL_SUITE = "bullseye"  # the newest Debian release that still packages consul
+PROMETHEUS_SUITE = "bookworm"
+# prometheus, and what its web UI's static files link to (/usr/share/javascript, fonts).
+PROMETHEUS_PACKAGES = ["prometheus", "libjs-bootstrap4", "libjs-d3", "libjs-eonasdan-bootstrap-datetimepicker",
+                       "libjs-jquery", "libjs-jquery-hotkeys", "libjs-moment", "libjs-moment-timezone",
+                       "libjs-mustache", "libjs-popper.js", "libjs-rickshaw", "fonts-glyphicons-halflings"]
 REGISTRY_SUITE = "bookworm"  # docker-registry, for tests that push images
 ANSIBLE_TEST_GET_PIP = "get_pip_24_2.py"  # the bootstrap file name ansible-test 2.19 looks for
 
@@ -183,6 +188,28 @@ def fetch_debian_package(package: str, suite: str, root: Path) -> Path:
     return root
 
 
+def fetch_debian_packages(name: str, packages: list[str], suite: str, root: Path) -> Path:
+    """Like fetch_debian_package, for several packages at once (one apt list, one cache: NAME)."""
+    cache = STATE / "cache" / name
+    if not all(sorted(cache.glob(f"{package}_*.deb")) for package in packages):
+        lists = cache / "apt-lists"
+        (lists / "partial").mkdir(parents=True, exist_ok=True)
+        sources = cache / "sources.list"
+        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+        sources.write_text(f"deb [signed-by={keyring}] {debian_mirror()} {suite} main\n")
+        apt = ["apt-get", "-qq", "-o", f"Dir::Etc::sourcelist={sources}", "-o", "Dir::Etc::sourceparts=/dev/null",
+               "-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}", "-o", "Dir::Cache::pkgcache=",
+               "-o", "Dir::Cache::srcpkgcache="]
+        run([*apt, "update"], capture_output=True)
+        run([*apt, "download", *packages], capture_output=True, cwd=cache)
+    for package in packages:
+        debs = sorted(cache.glob(f"{package}_*.deb"))
+        if not debs:
+            raise SetupError(f"apt-get download {package} left no package in {cache}")
+        run(["dpkg-deb", "-x", str(debs[-1]), str(root)], capture_output=True)
+    return root
+
+
 def setup_consul() -> str:
     link = STATE / "bin" / "consul"
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +233,22 @@ def setup_consul() -> str:
     link.unlink(missing_ok=True)
     link.symlink_to(binary)
     return f"fetched Debian's consul {'.'.join(map(str, version))} into {binary.parent}"
+
+
+# ---------------------------------------------------------------- Prometheus
+
+def setup_prometheus() -> str:
+    """Debian's prometheus and promtool, with the JavaScript its web UI links to, for the lab's
+    prometheus image and for checking the shipped rules."""
+    root = STATE / "prometheus-root"
+    promtool = root / "usr" / "bin" / "promtool"
+    if promtool.exists() and (root / "usr" / "bin" / "prometheus").exists():
+        return f"Prometheus at {promtool.parent}"
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise SetupError("without apt-get and dpkg-deb setup cannot fetch Debian's prometheus package.")
+    fetch_debian_packages("prometheus", PROMETHEUS_PACKAGES, PROMETHEUS_SUITE, root)
+    version = run([str(promtool), "--version"], capture_output=True).stdout.split()[2]
+    return f"fetched Debian's prometheus {version} into {promtool.parent}"
 
 
 # ---------------------------------------------------------------- registry
@@ -259,6 +302,7 @@ def main() -> None:
     step("docker", setup_docker)
     step("debootstrap", setup_debootstrap)
     step("consul", setup_consul)
+    step("prometheus", setup_prometheus)
     step("registry", setup_registry)
     step("envoy", setup_envoy)
     step("ansible-test", setup_ansible_test)

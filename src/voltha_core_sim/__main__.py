@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     consul.add_argument("--drain-time", type=float, default=5.0,
                         help="on SIGTERM, seconds to keep serving until the assignment no longer has this core "
                              "(default %(default)s)")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve Prometheus metrics on --host at this port (default: none)")
     parser.add_argument("--grace", type=float, default=2.0,
                         help="on SIGTERM, seconds calls in flight get to finish (default %(default)s)")
     return parser
@@ -105,8 +107,18 @@ def main(argv=None) -> int:
             config, settings = membership_config(args, args.port)
         except ValueError as err:
             parser.error(str(err))
-    server = CoreServer(args.core_id, args.host, args.port).start()
+    metrics = None
+    if args.metrics_port:
+        from .metrics import CoreMetrics
+
+        metrics = CoreMetrics(args.core_id)
+    server = CoreServer(args.core_id, args.host, args.port,
+                        interceptors=[metrics.interceptor()] if metrics else ()).start()
     print(f"core {args.core_id} serving on {server.address}", flush=True)
+    if metrics:
+        metrics.servicer = server.servicer
+        metrics.serve(args.host, args.metrics_port)
+        print(f"core {args.core_id} metrics on {args.host}:{args.metrics_port}/metrics", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -115,6 +127,8 @@ def main(argv=None) -> int:
 
         config.port = server.port  # --port 0 picked a free one
         membership = CoreMembership(config, settings)
+        if metrics:
+            metrics.membership = membership
         server.serve_health(membership.instance)  # before registering: the first check must pass
         membership.start()
     done.wait()

@@ -67,10 +67,11 @@ KEEPALIVE_OPTIONS = (
 class CoreServer:
     """One simulated core listening on host:port (port 0 picks a free one)."""
 
-    def __init__(self, core_id: str, host: str = "127.0.0.1", port: int = 0, workers: int = 8):
+    def __init__(self, core_id: str, host: str = "127.0.0.1", port: int = 0, workers: int = 8, interceptors=()):
         self.core_id = core_id
         self.servicer = CoreServicer(core_id)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=KEEPALIVE_OPTIONS)
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=KEEPALIVE_OPTIONS,
+                                  interceptors=list(interceptors))
         voltha_pb2_grpc.add_VolthaServiceServicer_to_server(self.servicer, self.server)
         self.health = health.HealthServicer()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -22,7 +22,8 @@ from tests.support.stats import median, percentile
 STACK = "voltha_bench"
 NBI_PORT = 52555
 CONSUL_PORT = 28500
-EXTRA_VARS = {"stack_name": STACK, "stack_nbi_port": NBI_PORT, "stack_consul_port": CONSUL_PORT}
+EXTRA_VARS = {"stack_name": STACK, "stack_nbi_port": NBI_PORT, "stack_consul_port": CONSUL_PORT,
+              "stack_prometheus_port": 29090}
 ASSIGNMENT_URL = f"http://127.0.0.1:{CONSUL_PORT}/v1/kv/service/voltha/data/core/assignment?raw"
 PREFIX = "voltha-envoy/"
 

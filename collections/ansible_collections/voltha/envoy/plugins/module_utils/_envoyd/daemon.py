@@ -77,12 +77,16 @@ class Daemon:
         self.metrics.healthy.set(1 if ok else 0)
         return ok
 
-    def envoy_hosts(self):
-        """What the serving Envoy thinks of each core (HostViews), from its admin API."""
+    def envoy_admin(self, path):
+        """The body of a GET on the serving Envoy's admin API."""
         current = self.supervisor.current if self.supervisor else None
         if current is None:
             raise OSError("no Envoy runs")
-        return host_views(json.loads(current.admin("/clusters?format=json", timeout=2.0)))
+        return current.admin(path, timeout=2.0)
+
+    def envoy_hosts(self):
+        """What the serving Envoy thinks of each core (HostViews), from its admin API."""
+        return host_views(json.loads(self.envoy_admin("/clusters?format=json")))
 
     def status_report(self):
         """What /status shows: what is applied, which Envoy processes serve it, and what Envoy

@@ -11,7 +11,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection im
 
 
 class StatusServer:
-    """/healthz and /metrics on a small HTTP server thread."""
+    """/healthz, /status, /metrics and the serving Envoy's /envoy/stats/prometheus on a small HTTP server thread."""
 
     def __init__(self, address, daemon):
         host, port = split_address(address, default_port=8080)[1:]
@@ -28,6 +28,12 @@ class StatusServer:
                     outer.healthy()  # envoyd_up is worked out when it is asked for
                     body, content_type = outer.metrics.exposition()
                     self._send(200, body, content_type)
+                elif self.path == "/envoy/stats/prometheus":
+                    # The serving Envoy's own metrics; its admin API itself stays on loopback.
+                    try:
+                        self._send(200, outer.envoy_admin("/stats/prometheus"), "text/plain; version=0.0.4")
+                    except Exception as err:  # Envoy starting or gone: say so, do not crash the server
+                        self._send(503, "envoy's metrics are not available: %s\n" % err)
                 else:
                     self._send(404, "not found\n")
 
