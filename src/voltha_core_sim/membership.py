@@ -119,7 +119,13 @@ class CoreMembership:
         return reading
 
     def _health_fetch(self, index, wait):
-        reading = self._health_reader.get(f"/v1/health/service/{self.config.service_name}", (), index, wait)
+        try:
+            reading = self._health_reader.get(f"/v1/health/service/{self.config.service_name}", (), index, wait)
+        except Exception:
+            # What passed before Consul failed (restarted, lost its store) may not pass now: the leader
+            # writes nothing until a fresh answer says which cores pass.
+            self.healthy = None
+            raise
         entries = reading.value or []
         passing = [entry for entry in entries if is_passing(entry)]
         self._note_failing([entry for entry in entries if not is_passing(entry)])

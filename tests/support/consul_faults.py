@@ -274,8 +274,11 @@ def cores_whole(agent: ConsulAgent, keys: dict, cores: list[Core], timeout: floa
     def seen() -> str:
         try:
             client = agent.client()
+            health = [(e["Service"]["ID"], [(c["CheckID"], c["Status"]) for c in e["Checks"]])
+                      for e in client.health.service(keys["service"])[1]]
+            checks = {k: v["Status"] for k, v in client.agent.checks().items()}
             return f"assignment {assigned(client.kv, keys['assignment'])}, lock held by " \
-                   f"{leader_instance(client, keys['lock'])}"
+                   f"{leader_instance(client, keys['lock'])}; catalog health {health}; agent checks {checks}"
         except Exception as err:  # what Consul said instead
             return f"{type(err).__name__}: {err}"
 
@@ -315,6 +318,7 @@ def hung(rig: Rig, rounds: int, wait: str = "2s", seconds: float = 3.5) -> Fault
     agent.client().kv.put(KEY, assignment_of(servers[0]))
     envoyd = rig.envoyd(agent, "--consul-wait", wait)
     sim = rig.cores(agent, "core-a", "core-b")
+    cores_whole(agent, rig.keys, sim)(time.monotonic())  # the fault hits a settled cluster
     load = rig.load(envoyd)
 
     def hang():
@@ -334,6 +338,7 @@ def leader_lost(rig: Rig, consistency: str, rounds: int) -> FaultResult:
     client_agent.client().kv.put(KEY, assignment_of(servers[0]))
     envoyd = rig.envoyd(client_agent, "--consul-consistency", consistency)
     sim = rig.cores(client_agent, "core-a", "core-b")
+    cores_whole(client_agent, rig.keys, sim)(time.monotonic())  # the fault hits a settled cluster
     load = rig.load(envoyd)
     killed: list[ConsulAgent] = []
 

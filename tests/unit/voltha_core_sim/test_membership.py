@@ -75,3 +75,20 @@ def test_an_instance_that_passes_again_is_not_pruned(monkeypatch):
     member._note_failing([])
     now[0] = 10.0
     assert member._prune() is None and member._prune_client.deregistered == []
+
+
+class FailingReader:
+    def get(self, *args, **kwargs):
+        raise ConnectionRefusedError("consul restarting")
+
+
+def test_a_failed_health_read_forgets_which_cores_passed(monkeypatch):
+    """After Consul comes back (perhaps empty) the leader must not write the cores that passed before."""
+    member = membership(monkeypatch, [0.0])
+    member.healthy = {"vcore-2": {"id": "core-2", "host": "10.0.0.2", "port": 50556}}
+    member._health_reader = FailingReader()
+    try:
+        member._health_fetch(42, "10s")
+    except ConnectionRefusedError:
+        pass
+    assert member.healthy is None
