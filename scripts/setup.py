@@ -165,31 +165,9 @@ def debian_mirror() -> str:
         raise SetupError(str(err)[0].upper() + str(err)[1:] + ".") from None
 
 
-def fetch_debian_package(package: str, suite: str, root: Path) -> Path:
-    """Download Debian's PACKAGE from SUITE with a private apt list (the system's apt setup is not
-    touched) and unpack it into root; the .deb stays cached in .state/cache/PACKAGE."""
-    cache = STATE / "cache" / package
-    debs = sorted(cache.glob(f"{package}_*.deb"))
-    if not debs:
-        lists = cache / "apt-lists"
-        (lists / "partial").mkdir(parents=True, exist_ok=True)
-        sources = cache / "sources.list"
-        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-        sources.write_text(f"deb [signed-by={keyring}] {debian_mirror()} {suite} main\n")
-        apt = ["apt-get", "-qq", "-o", f"Dir::Etc::sourcelist={sources}", "-o", "Dir::Etc::sourceparts=/dev/null",
-               "-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}", "-o", "Dir::Cache::pkgcache=",
-               "-o", "Dir::Cache::srcpkgcache="]
-        run([*apt, "update"], capture_output=True)
-        run([*apt, "download", package], capture_output=True, cwd=cache)
-        debs = sorted(cache.glob(f"{package}_*.deb"))
-        if not debs:
-            raise SetupError(f"apt-get download {package} left no package in {cache}")
-    run(["dpkg-deb", "-x", str(debs[-1]), str(root)], capture_output=True)
-    return root
-
-
 def fetch_debian_packages(name: str, packages: list[str], suite: str, root: Path) -> Path:
-    """Like fetch_debian_package, for several packages at once (one apt list, one cache: NAME)."""
+    """Download Debian's PACKAGES from SUITE with a private apt list (the system's apt setup is not
+    touched) and unpack them into root; the .debs stay cached in .state/cache/NAME."""
     cache = STATE / "cache" / name
     if not all(sorted(cache.glob(f"{package}_*.deb")) for package in packages):
         lists = cache / "apt-lists"
@@ -208,6 +186,10 @@ def fetch_debian_packages(name: str, packages: list[str], suite: str, root: Path
             raise SetupError(f"apt-get download {package} left no package in {cache}")
         run(["dpkg-deb", "-x", str(debs[-1]), str(root)], capture_output=True)
     return root
+
+
+def fetch_debian_package(package: str, suite: str, root: Path) -> Path:
+    return fetch_debian_packages(package, [package], suite, root)
 
 
 def setup_consul() -> str:

@@ -292,15 +292,21 @@ def cores_whole(agent: ConsulAgent, keys: dict, cores: list[Core], timeout: floa
     return check
 
 
+def settled(rig: Rig, agent: ConsulAgent, *envoyd_extra: str, cores=("core-a", "core-b")):
+    """In-process cores (the written assignments' targets), envoyd on KEY, simulated cores on their own
+    keys, all whole before the load starts (the fault hits a settled cluster): (servers, sim, load)."""
+    servers = rig.servers()
+    agent.client().kv.put(KEY, assignment_of(servers[0]))
+    envoyd = rig.envoyd(agent, *envoyd_extra)
+    sim = rig.cores(agent, *cores)
+    cores_whole(agent, rig.keys, sim)(time.monotonic())
+    return servers, sim, rig.load(envoyd)
+
+
 def restarted(rig: Rig, mode: str, rounds: int) -> FaultResult:
     """A dev agent restarts empty (its index starts again near 1); a server keeps its data dir."""
     agent = rig.consul("consul", mode=mode)
-    servers = rig.servers()
-    agent.client().kv.put(KEY, assignment_of(servers[0]))
-    envoyd = rig.envoyd(agent)
-    sim = rig.cores(agent, "core-a", "core-b", "core-c")
-    cores_whole(agent, rig.keys, sim)(time.monotonic())
-    load = rig.load(envoyd)
+    servers, sim, load = settled(rig, agent, cores=("core-a", "core-b", "core-c"))
 
     def restart():
         agent.stop()
@@ -314,12 +320,7 @@ def restarted(rig: Rig, mode: str, rounds: int) -> FaultResult:
 def hung(rig: Rig, rounds: int, wait: str = "2s", seconds: float = 3.5) -> FaultResult:
     """SIGSTOP for longer than the blocking wait (sockets open, no answer), then SIGCONT."""
     agent = rig.consul("consul", mode="server")
-    servers = rig.servers()
-    agent.client().kv.put(KEY, assignment_of(servers[0]))
-    envoyd = rig.envoyd(agent, "--consul-wait", wait)
-    sim = rig.cores(agent, "core-a", "core-b")
-    cores_whole(agent, rig.keys, sim)(time.monotonic())  # the fault hits a settled cluster
-    load = rig.load(envoyd)
+    servers, sim, load = settled(rig, agent, "--consul-wait", wait)
 
     def hang():
         agent.freeze()
@@ -334,12 +335,7 @@ def leader_lost(rig: Rig, consistency: str, rounds: int) -> FaultResult:
     """Three servers and the client agent envoyd and the cores talk to; each round the Raft leader
     is killed (SIGKILL), and it comes back before the next round."""
     agents, client_agent = rig.cluster()
-    servers = rig.servers()
-    client_agent.client().kv.put(KEY, assignment_of(servers[0]))
-    envoyd = rig.envoyd(client_agent, "--consul-consistency", consistency)
-    sim = rig.cores(client_agent, "core-a", "core-b")
-    cores_whole(client_agent, rig.keys, sim)(time.monotonic())  # the fault hits a settled cluster
-    load = rig.load(envoyd)
+    servers, sim, load = settled(rig, client_agent, "--consul-consistency", consistency)
     killed: list[ConsulAgent] = []
 
     def kill_leader():
