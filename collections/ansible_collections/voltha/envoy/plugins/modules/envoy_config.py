@@ -101,8 +101,7 @@ attributes:
     support: full
     description: Files are replaced by an atomic rename, never written in place.
 notes:
-  - The Consul connection options are used only when the assignment is read from Consul (this module reads it
-    over HTTP itself; py-consul is not needed).
+  - The Consul connection options are used only when the assignment is read from Consul.
   - Owner, group, mode and the other file attributes apply to every file written.
 requirements:
   - jinja2

@@ -30,6 +30,7 @@ import urllib.parse
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 
 CONSISTENCY_MODES = ("default", "stale", "consistent")
+DEFAULT_WAIT = "5m"  # Consul's own when a blocking query names none
 DEFAULT_MARGIN = 5.0  # seconds on top of the wait (and the whole budget of a request that does not block)
 KEEPALIVE = (1, 1, 3)  # idle seconds, interval seconds, probes: a silent peer is dropped after ~4 s
 
@@ -130,9 +131,13 @@ class BlockingReader:
                                                context=_ssl_context(self.settings))
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.margin)
-        conn.connect()
-        if self.keepalive:
-            _keepalive(conn.sock, *self.keepalive)
+        try:
+            conn.connect()
+            if self.keepalive:
+                _keepalive(conn.sock, *self.keepalive)
+        except Exception:
+            conn.close()
+            raise
         self._conn = conn
         self.connections += 1
 
@@ -141,7 +146,9 @@ class BlockingReader:
         if index:
             query.append(("index", str(int(index))))
             if wait:
-                query.append(("wait", str(wait)))
+                # Consul takes a Go duration; a number of seconds is written as one.
+                text = "%dms" % int(wait * 1000) if isinstance(wait, (int, float)) else str(wait)
+                query.append(("wait", text))
         if self.consistency != "default":
             query.append((self.consistency, ""))
         if self.settings.datacenter:
@@ -155,6 +162,8 @@ class BlockingReader:
             self._connect()
             index = 0  # a new connection may reach another agent or store: read its current state first
         blocking = bool(index and index > 0)
+        if blocking and not wait:
+            wait = DEFAULT_WAIT  # said explicitly, so the read timeout is sized from it
         target = self.url(path, params, index if blocking else 0, wait if blocking else None)
         budget = self.margin + (wait_seconds(wait) * 17.0 / 16.0 if blocking else 0.0)
         headers = {"Accept": "application/json"}

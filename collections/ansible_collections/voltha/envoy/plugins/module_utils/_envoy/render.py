@@ -159,8 +159,8 @@ def merge_variables(overrides):
             merged[name] = [m.strip() for m in merged[name].split(",") if m.strip()]
     for name in _DURATION_VARIABLES:
         value = merged[name]
-        if value in (None, "", "0", "0s", False):
-            merged[name] = ""
+        if value in (None, "", False) or (isinstance(value, str) and re.match(r"0+(\.0*)?s?\Z", value)):
+            merged[name] = ""  # zero is off too: Envoy refuses a zero interval or timeout
         elif not isinstance(value, str) or not _ENVOY_DURATION.match(value):
             raise RenderError("template variable %s must be a duration in seconds such as 0.25s (or empty to turn "
                               "it off), got %s" % (name, json.dumps(value)))
@@ -184,6 +184,11 @@ def merge_variables(overrides):
         raise RenderError("template variable keepalive_timeout must be set when keepalive_interval is")
     if merged["health_check_interval"] and not merged["health_check_timeout"]:
         raise RenderError("template variable health_check_timeout must be set when health_check_interval is")
+    if merged["outlier_consecutive_failures"]:
+        for name in ("outlier_interval", "outlier_base_ejection_time", "outlier_max_ejection_time"):
+            if not merged[name]:
+                raise RenderError("template variable %s must be set when outlier_consecutive_failures is more "
+                                  "than 0" % name)
     return merged
 
 

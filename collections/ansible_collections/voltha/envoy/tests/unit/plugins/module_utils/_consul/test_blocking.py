@@ -106,6 +106,8 @@ def test_headers_consistency_datacenter_and_token(consul):
     assert consul.seen[0][0] == "/v1/health/service/vcore?stale=&dc=dc2"
     assert consul.seen[0][2]["X-Consul-Token"] == "s3cret"
     assert BlockingReader(ConsulSettings(), consistency="consistent").url("/v1/kv/x") == "/v1/kv/x?consistent="
+    # A wait given in seconds goes to Consul as a Go duration.
+    assert BlockingReader(ConsulSettings()).url("/v1/kv/x", index=3, wait=1.5) == "/v1/kv/x?index=3&wait=1500ms"
 
 
 def test_missing_key_and_errors(consul):

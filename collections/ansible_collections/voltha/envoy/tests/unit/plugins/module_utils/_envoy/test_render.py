@@ -151,6 +151,8 @@ def test_each_means_turns_off_with_an_empty_value():
     ("retry_budget_percent", True, "retry_budget_percent must be an integer from 0 to 100, got true"),
     ("read_methods", ["(Get"], 'read_methods: "(Get" is not a regular expression'),
     ("keepalive_timeout", "", "keepalive_timeout must be set when keepalive_interval is"),
+    ("health_check_timeout", "0.0s", "health_check_timeout must be set when health_check_interval is"),
+    ("outlier_base_ejection_time", "", "outlier_base_ejection_time must be set when outlier_consecutive_failures"),
 ])
 def test_bad_watch_variables_are_named(name, value, message):
     with pytest.raises(RenderError, match=re.escape(message)):
