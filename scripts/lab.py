@@ -128,14 +128,14 @@ def up(with_envoyd: bool = True) -> int:
 
 
 def smoke() -> int:
-    import grpc
-    from voltha_protos import device_pb2, voltha_pb2_grpc
+    from voltha_core_sim.nbi_client import NbiClient
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{NBI_PORT}")
-    stub = voltha_pb2_grpc.VolthaServiceStub(channel)
-    answers = [stub.CreateDevice(device_pb2.Device(type="simulated_olt"), timeout=5).id for _ in range(3)]
-    channel.close()
-    print(f"lab: CreateDevice through Envoy answered by {', '.join(a.split(':')[0] for a in answers)}")
+    client = NbiClient(f"127.0.0.1:{NBI_PORT}")
+    try:
+        answers = [client.create_device() for _ in range(3)]
+    finally:
+        client.close()
+    print(f"lab: CreateDevice through Envoy answered by {', '.join(answers)}")
     print("lab: stop it with `make lab-down`")
     return 0
 

@@ -1,1 +1,3 @@
-"""A VOLTHA core simulator: a real gRPC server for voltha.VolthaService that answers with its core id."""
+"""A VOLTHA core simulator: real gRPC servers for voltha.VolthaService that behave as a cluster of VOLTHA cores."""
+
+__version__ = "0.2.0"

@@ -2,8 +2,10 @@
 
 Without --consul-addr the core only serves gRPC. With it, the core also registers itself in Consul
 with a gRPC health check, takes part in the leader election (a session tied to that check, and a
-lock key), and, while it is the leader, writes the assignment key from the cores whose checks pass.
-SIGTERM deregisters it and releases the lock before the gRPC server stops.
+lock key), and, while it is the leader, writes the assignment key: which core serves each core
+store. Its devices are kept in its core store (its --prefix) in Consul's KV, under the assignment
+key's directory. SIGTERM writes out its devices and deregisters it (its stores then move to other
+cores) before the gRPC server stops.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address registered in Consul and the assignment (default --host); "
                              f"{HOSTNAME} is the address this host's name resolves to (a container's own address)")
     consul.add_argument("--service-name", default=DEFAULT_SERVICE_NAME, help="default %(default)s")
-    consul.add_argument("--prefix", help="the core's key in the assignment (default: the core id)")
+    consul.add_argument("--prefix", help="the core's home store: its key in the assignment and the start of its "
+                                         "device ids (default: the core id)")
+    consul.add_argument("--store-root", help="the KV directory of the core stores (default: the assignment "
+                                             "key's directory)")
     consul.add_argument("--assignment-key", default=DEFAULT_KEY, help="default %(default)s")
     consul.add_argument("--lock-key", default=DEFAULT_LOCK_KEY, help="default %(default)s")
     consul.add_argument("--check-interval", default="1s", help="gRPC health check interval (default %(default)s)")
@@ -87,7 +92,11 @@ def membership_config(args, port: int):
     if scheme:
         kwargs["scheme"] = scheme
     settings = ConsulSettings(**kwargs)
+    from .devices import check_prefix
+
+    check_prefix(args.prefix or args.core_id)
     config = MembershipConfig(core_id=args.core_id, host=advertise, port=port, prefix=args.prefix or args.core_id,
+                              store_root=args.store_root,
                               service_name=args.service_name, assignment_key=args.assignment_key,
                               lock_key=args.lock_key, check_interval=args.check_interval,
                               deregister_after=args.deregister_after, wait=args.consul_wait)
@@ -112,8 +121,14 @@ def main(argv=None) -> int:
         from .metrics import CoreMetrics
 
         metrics = CoreMetrics(args.core_id)
-    server = CoreServer(args.core_id, args.host, args.port,
-                        interceptors=[metrics.interceptor()] if metrics else ()).start()
+    stores = None
+    if args.consul_addr:
+        from .core_store import CoreStores, data_root
+
+        root = data_root(config.assignment_key) if args.store_root is None else args.store_root
+        stores = CoreStores(args.core_id, config.prefix, root, settings)
+    server = CoreServer(args.core_id, args.host, args.port, interceptors=[metrics.interceptor()] if metrics else (),
+                        stores=stores, advertise=config.host if args.consul_addr else None).start()
     print(f"core {args.core_id} serving on {server.address}", flush=True)
     if metrics:
         metrics.servicer = server.servicer
@@ -126,13 +141,14 @@ def main(argv=None) -> int:
         from .membership import CoreMembership
 
         config.port = server.port  # --port 0 picked a free one
-        membership = CoreMembership(config, settings)
+        membership = CoreMembership(config, settings, on_assignment=server.servicer.set_assignment)
         if metrics:
             metrics.membership = membership
         server.serve_health(membership.instance)  # before registering: the first check must pass
         membership.start()
     done.wait()
     if membership is not None:
+        server.servicer.stores.flush(2.0)  # every device in Consul before our stores move
         membership.stop()
         # Keep serving until Envoy's routing no longer sends calls here: a rolling update loses none.
         membership.wait_unassigned(args.drain_time)

@@ -1,14 +1,20 @@
-"""The leader's job: the assignment key holds the cores whose health checks pass.
+"""The leader's job: the assignment key gives every core store to a core whose health check passes.
 
-``assignment_from_health`` turns Consul's ``/v1/health/service/<name>?passing`` answer into the
-stored form of the assignment, with the same validation as envoyd (``assignment.parse_core`` and
-unique ids); an instance that would make the assignment invalid is left out and reported, so one
-bad registration cannot keep the others out. ``AssignmentWriter`` stores it with check-and-set.
+``assignment_from_health`` turns Consul's ``/v1/health/service/<name>?passing`` answer into each
+healthy core's home store (its prefix), with the same validation as envoyd (``assignment.parse_core``
+and unique ids); an instance that would make the assignment invalid is left out and reported, so one
+bad registration cannot keep the others out. ``assign_stores`` adds the stores that hold devices but
+whose own core is gone, as VOLTHA 1.x's leader did: each stays with the core that has it, or goes to
+the healthy core with the fewest stores. ``AssignmentWriter`` stores it with check-and-set.
 """
 
 from __future__ import annotations
 
-from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError, parse_core
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
+    AssignmentError,
+    assignment_to_dict,
+    parse_core,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import AssignmentStore
 
 
@@ -59,6 +65,35 @@ def frozen(cores: dict) -> tuple:
     return tuple(sorted((prefix, c["id"], c["host"], c["port"]) for prefix, c in cores.items()))
 
 
+def _core_key(core: dict) -> tuple:
+    return core["id"], core["host"], core.get("port")
+
+
+def assign_stores(homes: dict, stores, current: dict | None = None) -> dict:
+    """The stored assignment: every healthy core with its home store (``homes``, prefix -> core),
+    and every other store in ``stores`` (prefixes that hold devices) given to a healthy core: the one
+    ``current`` (the stored assignment) names while it is healthy, else the one with the fewest
+    stores (then the lowest core id). With no healthy core there is nothing to give."""
+    wanted = {prefix: dict(core) for prefix, core in homes.items()}
+    if not wanted:
+        return {}
+    healthy = {_core_key(core): core for core in homes.values()}
+    load = {key: 0 for key in healthy}
+    for core in wanted.values():
+        load[_core_key(core)] += 1
+    current = current or {}
+    orphans = sorted(set(stores) - set(wanted))
+    for prefix in orphans:
+        kept = current.get(prefix)
+        if kept is not None and _core_key(kept) in healthy:
+            key = _core_key(kept)
+        else:
+            key = min(load, key=lambda k: (load[k], k[0], k[1], k[2] or 0))
+        wanted[prefix] = dict(healthy[key])
+        load[key] += 1
+    return wanted
+
+
 class AssignmentWriter:
     """Writes the wanted assignment when this core is the leader.
 
@@ -72,8 +107,13 @@ class AssignmentWriter:
         self.store = store
         self.is_leader = is_leader
 
-    def write(self, cores: dict):
+    def write(self, cores: dict, stores=()):
+        """Store the healthy cores' home stores (``cores``) and give them the other ``stores``."""
         if not self.is_leader() or not cores:
             return None
-        wanted = self.store.parse(cores)  # the same validation as envoyd; raises AssignmentError
-        return self.store.update(lambda snapshot: wanted)
+
+        def compute(snapshot):
+            current = assignment_to_dict(snapshot.cores or ())
+            # The same validation as envoyd; raises AssignmentError.
+            return self.store.parse(assign_stores(cores, stores, current))
+        return self.store.update(compute)

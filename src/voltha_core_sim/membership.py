@@ -7,9 +7,11 @@ Five daemon threads, each with its own connection to Consul, none able to stop t
 - health: a ``KeyWatcher`` on ``/v1/health/service/<name>``: the cores whose checks pass may serve,
   and the leader prunes the instances whose checks have failed for ``prune_after`` seconds (a core
   that died without deregistering, a registration Consul kept from before a restart);
-- assignment: a ``KeyWatcher`` on the assignment key, so the leader puts back what others changed;
+- assignment: a ``KeyWatcher`` on the assignment key, so the leader puts back what others changed,
+  and every core knows which core serves each store (``on_assignment``);
 - writer: when anything above changes (and every ``reconcile_every`` seconds), the leader writes
-  the healthy cores to the assignment key with check-and-set, guarded by its lock.
+  the assignment with check-and-set, guarded by its lock: each healthy core with its home store, and
+  the stores that hold devices but whose core is gone given to the healthy cores.
 
 The watchers read through ``BlockingReader``: after an error, a new connection or an index that
 went back (Consul restarted, its store lost or kept) they read the current state at once instead of
@@ -25,13 +27,18 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import DEFAULT_KEY
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
+    DEFAULT_KEY,
+    AssignmentError,
+    parse_assignment,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import AssignmentStore, pretty
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import ConsulSettings
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, kv_fetcher
 
 from .assignment_writer import AssignmentWriter, assignment_from_health, frozen
+from .core_store import data_root, list_stores
 from .election import DEFAULT_LOCK_KEY, FOLLOWER, LeaderElection, NotLeader
 from .registration import DEFAULT_SERVICE_NAME, ServiceRegistration, instance_id, new_run, service_definition
 from .state_log import StateLog
@@ -55,6 +62,7 @@ class MembershipConfig:
     backoff_max: float = 0.5
     lock_delay: int = 0
     run: str = ""  # this run's token in the instance id; new for every process when empty
+    store_root: str | None = None  # where the core stores live; the assignment key's directory when None
 
 
 def is_passing(entry: dict) -> bool:
@@ -68,8 +76,11 @@ def _short(error: Exception, limit: int = 300) -> str:
 
 
 class CoreMembership:
-    def __init__(self, config: MembershipConfig, settings: ConsulSettings, logger: logging.Logger | None = None):
+    def __init__(self, config: MembershipConfig, settings: ConsulSettings, logger: logging.Logger | None = None,
+                 on_assignment=None):
         self.config = config
+        self.on_assignment = on_assignment  # called with {prefix: (core id, host, port)} on every change
+        self.store_root = data_root(config.assignment_key) if config.store_root is None else config.store_root
         self.settings = settings
         self.log = logger or logging.getLogger("voltha_core_sim.consul")
         self.states = StateLog(self.log)
@@ -91,6 +102,7 @@ class CoreMembership:
         self._health_reader = BlockingReader(settings)
         self._assignment_reader = BlockingReader(settings)
         self._prune_client = settings.client()
+        self._stores_client = settings.client()
         self._node_name: str | None = None
         self.threads: list[threading.Thread] = []
 
@@ -186,6 +198,23 @@ class CoreMembership:
         self.log.info("healthy cores: %s", ", ".join(f"{c[1]}@{c[2]}:{c[3]}" for c in value) or "none")
         self.dirty.set()
 
+    def _on_assignment_change(self, value, index):
+        self.assignment_seen(value)
+        self.dirty.set()
+
+    def assignment_seen(self, value) -> None:
+        """Tell ``on_assignment`` which core serves each store; an invalid or missing value changes nothing."""
+        if self.on_assignment is None or value is None:
+            return
+        try:
+            cores = parse_assignment(value)
+        except AssignmentError as error:
+            self.states.report("assignment", "invalid", f"the assignment is not valid, kept the last: {error}",
+                               logging.WARNING)
+            return
+        self.states.report("assignment", "ok", "the assignment is valid")
+        self.on_assignment({core.prefix: (core.id, core.host, core.port) for core in cores})
+
     def _keep_registered(self):
         failures = 0
         while not self.stop_event.is_set():
@@ -217,7 +246,8 @@ class CoreMembership:
             if self.healthy is None:
                 continue
             try:
-                outcome = self.writer.write(self.healthy)
+                stores = list_stores(self._stores_client.kv, self.store_root) if self.election.is_leader else ()
+                outcome = self.writer.write(self.healthy, stores)
                 failures = 0
                 if outcome is not None:
                     self.states.report("writer", "ok", "the assignment follows the healthy cores")
@@ -253,7 +283,7 @@ class CoreMembership:
             "election": watch("election", self._election_fetch, lambda value, index: None).run,
             "health": watch("health", self._health_fetch, self._on_health_change).run,
             "assignment": watch("assignment", kv_fetcher(self._assignment_reader, self.config.assignment_key),
-                                lambda value, index: self.dirty.set()).run,
+                                self._on_assignment_change).run,
             "writer": self._write_loop,
         }
         self.threads = [self._guarded(name, loop) for name, loop in loops.items()]
@@ -295,6 +325,8 @@ class CoreMembership:
         while time.monotonic() < deadline:
             try:
                 snap = store.read()
+                if snap.raw is not None:
+                    self.assignment_seen(snap.raw)
                 if not any(core.host == self.config.host and core.port == self.config.port
                            for core in snap.cores or ()):
                     self.log.info("the assignment no longer routes to %s:%s", self.config.host, self.config.port)

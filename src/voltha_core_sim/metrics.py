@@ -24,9 +24,10 @@ class CoreMetrics:
         self.registry = prometheus_client.CollectorRegistry()
         self.calls = prometheus_client.Counter("voltha_core_calls", "gRPC calls the core answered, by method and code.",
                                                ("method", "code"), registry=self.registry)
-        devices = prometheus_client.Gauge("voltha_core_devices", "Devices the core holds.", registry=self.registry)
+        devices = prometheus_client.Gauge("voltha_core_devices", "Devices in the core stores this core serves.",
+                                          registry=self.registry)
         self.servicer = self.membership = None
-        devices.set_function(lambda: len(self.servicer.devices) if self.servicer is not None else 0)
+        devices.set_function(lambda: self.servicer.stores.count() if self.servicer is not None else 0)
         leader = prometheus_client.Gauge("voltha_core_leader", "1 while this core holds the leader lock.",
                                          registry=self.registry)
         leader.set_function(lambda: 1 if self.membership is not None and self.membership.election.is_leader else 0)

@@ -1,7 +1,15 @@
-"""Calls into the VOLTHA NBI (usually through Envoy), reporting which core answered.
+"""An operator's client of the VOLTHA NBI (usually through Envoy); every answer names the core that gave it.
 
-python -m voltha_core_sim.nbi_client ADDRESS [--count N] [--json]: N CreateDevice and N GetVoltha
-calls; prints the answering core of each, or one JSON document with --json.
+python -m voltha_core_sim.nbi_client ADDRESS [VERB [ARG ...]] [--json]
+
+  (no verb) [--count N]        N CreateDevice and N GetVoltha calls: which core answered each
+  create [TYPE [HOST:PORT]]    CreateDevice (default type simulated_olt)
+  list                         ListDevices, cluster-wide
+  get ID ...                   GetDevice
+  enable|disable|reboot|delete ID ...
+  adapters | types | version   ListAdapters, ListDeviceTypes, GetVoltha
+
+Errors print the gRPC status and VOLTHA's message, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -11,8 +19,21 @@ import json
 import sys
 
 import grpc
-from google.protobuf import empty_pb2
-from voltha_protos import device_pb2, voltha_pb2_grpc
+from google.protobuf import empty_pb2, json_format
+from voltha_protos import common_pb2, device_pb2, voltha_pb2_grpc
+
+CORE_HEADER = "voltha-core-id"  # set by every simulated core on every answer
+CHANGES = {"enable": "EnableDevice", "disable": "DisableDevice", "reboot": "RebootDevice", "delete": "DeleteDevice"}
+VERBS = ("create", "list", "get", *CHANGES, "adapters", "types", "version")
+
+
+def core_of(call) -> str | None:
+    """The core that answered a call (its ``voltha-core-id`` header); None when it did not say."""
+    try:
+        metadata = call.initial_metadata() or ()
+    except Exception:
+        return None
+    return next((value for key, value in metadata if key == CORE_HEADER), None)
 
 
 class NbiClient:
@@ -20,43 +41,109 @@ class NbiClient:
         self.channel = grpc.insecure_channel(address)
         self.stub = voltha_pb2_grpc.VolthaServiceStub(self.channel)
 
+    def call(self, method: str, request, timeout: float = 5.0):
+        """(answer, the core that answered)."""
+        answer, call = getattr(self.stub, method).with_call(request, timeout=timeout)
+        return answer, core_of(call)
+
+    def create(self, device_type: str = "simulated_olt", host_and_port: str = "", timeout: float = 5.0):
+        return self.call("CreateDevice", device_pb2.Device(type=device_type, host_and_port=host_and_port), timeout)
+
     def create_device(self, timeout: float = 5.0) -> str:
-        """The id of the core that created the device (device ids are CORE:N)."""
-        device = self.stub.CreateDevice(device_pb2.Device(type="simulated_olt"), timeout=timeout)
-        return device.id.split(":")[0]
+        """The id of the core that created a device."""
+        return self.create(timeout=timeout)[1]
 
     def get_voltha(self, timeout: float = 5.0) -> str:
-        """The answering core's version string, which names the core."""
-        return self.stub.GetVoltha(empty_pb2.Empty(), timeout=timeout).version
+        """The id of the core that answered GetVoltha."""
+        return self.call("GetVoltha", empty_pb2.Empty(), timeout)[1]
+
+    def list_devices(self, timeout: float = 5.0):
+        return self.call("ListDevices", empty_pb2.Empty(), timeout)
+
+    def get_device(self, device_id: str, timeout: float = 5.0):
+        return self.call("GetDevice", common_pb2.ID(id=device_id), timeout)
+
+    def change(self, verb: str, device_id: str, timeout: float = 5.0):
+        """enable, disable, reboot or delete; (Empty, core)."""
+        return self.call(CHANGES[verb], common_pb2.ID(id=device_id), timeout)
 
     def close(self) -> None:
         self.channel.close()
+
+
+def _data(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _device_line(device) -> str:
+    return (f"{device.id:<24} {device.type:<18} {common_pb2.AdminState.Types.Name(device.admin_state):<15} "
+            f"{common_pb2.OperStatus.Types.Name(device.oper_status):<10} "
+            f"{common_pb2.ConnectStatus.Types.Name(device.connect_status):<12} {device.host_and_port}")
+
+
+def run(client: NbiClient, verb: str | None, values: list[str], count: int, timeout: float, as_json: bool) -> list:
+    """The lines (or JSON documents) to print."""
+    if verb is None:
+        created = [client.create_device(timeout) for _ in range(count)]
+        versions = [client.get_voltha(timeout) for _ in range(count)]
+        if as_json:
+            return [json.dumps({"create_device": created, "get_voltha": versions})]
+        return ([f"CreateDevice: answered by core {core}" for core in created]
+                + [f"GetVoltha: answered by core {core}" for core in versions])
+    if verb == "create":
+        device, core = client.create(*(values[:2] or ["simulated_olt"]), timeout=timeout)
+        return [json.dumps({"device": _data(device), "core": core})] if as_json else \
+            [f"created {device.id} (core {core})"]
+    if verb == "list":
+        devices, core = client.list_devices(timeout)
+        if as_json:
+            return [json.dumps({"devices": [_data(d) for d in devices.items], "core": core})]
+        header = f"{'ID':<24} {'TYPE':<18} {'ADMIN':<15} {'OPER':<10} {'CONNECT':<12} HOST_AND_PORT"
+        return [header] + [_device_line(d) for d in devices.items] + [f"{len(devices.items)} device(s), core {core}"]
+    if verb in ("get", *CHANGES):
+        if not values:
+            raise SystemExit(f"{verb}: give one or more device ids")
+        lines = []
+        for device_id in values:
+            if verb == "get":
+                device, core = client.get_device(device_id, timeout)
+                lines.append(json.dumps({"device": _data(device), "core": core}) if as_json else
+                             f"{_device_line(device)} (core {core})")
+            else:
+                _, core = client.change(verb, device_id, timeout)
+                lines.append(json.dumps({verb: device_id, "core": core}) if as_json else f"{verb} {device_id}: ok "
+                             f"(core {core})")
+        return lines
+    method = {"adapters": "ListAdapters", "types": "ListDeviceTypes", "version": "GetVoltha"}[verb]
+    answer, core = client.call(method, empty_pb2.Empty(), timeout)
+    if as_json:
+        return [json.dumps({**_data(answer), "core": core})]
+    if verb == "version":
+        return [f"{answer.version} (core {core})"]
+    return [f"{item.id}" + (f" {item.vendor} {item.version}" if verb == "adapters" else f" (adapter {item.adapter})")
+            for item in answer.items]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voltha_core_sim.nbi_client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("address", help="HOST:PORT of the NBI")
-    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("verb", nargs="?", choices=VERBS, help="what to do (default: the answering-core check)")
+    parser.add_argument("values", nargs="*", help="the verb's arguments")
+    parser.add_argument("--count", type=int, default=1, help="without a verb: calls of each kind (default 1)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--json", action="store_true", help="print JSON, one document per line")
     args = parser.parse_args(argv)
     client = NbiClient(args.address)
     try:
-        created = [client.create_device(args.timeout) for _ in range(args.count)]
-        versions = [client.get_voltha(args.timeout) for _ in range(args.count)]
+        lines = run(client, args.verb, args.values, args.count, args.timeout, args.json)
     except grpc.RpcError as err:
         print(f"NBI {args.address}: {err.code().name}: {err.details()}", file=sys.stderr)
         return 1
     finally:
         client.close()
-    if args.json:
-        print(json.dumps({"create_device": created, "get_voltha": versions}))
-    else:
-        for core in created:
-            print(f"CreateDevice through {args.address}: answered by core {core}")
-        for version in versions:
-            print(f"GetVoltha through {args.address}: {version}")
+    for line in lines:
+        print(line)
     return 0
 
 

@@ -24,6 +24,8 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
     from google.protobuf import empty_pb2
     from voltha_protos import device_pb2, voltha_pb2_grpc
 
+    from .nbi_client import core_of
+
     channel = grpc.insecure_channel(address)
     stub = voltha_pb2_grpc.VolthaServiceStub(channel)
     lock = threading.Lock()
@@ -40,7 +42,7 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
         with lock:
             if err is None:
                 counts["ok"] += 1
-                core = future.result().id.split(":")[0] if create else future.result().version
+                core = core_of(future)
                 cores[core] = cores.get(core, 0) + 1
             else:
                 core = None
@@ -59,7 +61,7 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
             create = sent % 2 == 0
             started = time.monotonic()
             if create:
-                future = stub.CreateDevice.future(device_pb2.Device(type="load"), timeout=10)
+                future = stub.CreateDevice.future(device_pb2.Device(type="simulated_olt"), timeout=10)
             else:
                 future = stub.GetVoltha.future(empty_pb2.Empty(), timeout=10)
             future.add_done_callback(lambda f, c=create, t=started: done(f, c, t))

@@ -1,57 +1,298 @@
-"""The simulated core: CreateDevice, GetDevice, ListDevices and GetVoltha answer with the core's id.
+"""The simulated core's NBI: voltha.VolthaService as a cluster of VOLTHA cores answers it.
 
-Every answer carries the core id (Device.id is "<core id>:<n>", Voltha.version is the core id) so a
-client can tell which core served it. The standard gRPC health service reports SERVING.
+Any core answers any device call, the way VOLTHA 1.x's dispatcher did: a device id names its core
+store (devices.store_of); the core that serves that store answers from memory; any other core hands
+the call to it (a gRPC call to that core, marked ``voltha-forwarded-by`` so it goes no further), and
+when that core does not answer, reads the store in Consul (reads only: a change waits until the
+store has moved to a living core). ListDevices asks every core for the stores it serves and reads
+Consul for stores no living core answers for, so it is cluster-wide and lists each device once.
+
+Every answer carries the header ``voltha-core-id``: the core the call reached, so a client can tell
+which core Envoy chose. Methods the simulator does not implement answer UNIMPLEMENTED naming the
+method. The standard gRPC health service reports SERVING.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
 import threading
 from concurrent import futures
 
 import grpc
+from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from voltha_protos import device_pb2, voltha_pb2, voltha_pb2_grpc
+from voltha_protos import common_pb2, device_pb2, voltha_pb2, voltha_pb2_grpc
+from voltha_protos import health_pb2 as voltha_health_pb2
+
+from .core_store import CoreStores
+from .devices import (
+    TRANSITIONS,
+    VERSION,
+    DeviceError,
+    adapters,
+    device_types,
+    new_device,
+    not_found,
+    required_id,
+    store_of,
+)
+from .nbi_client import CORE_HEADER
+
+FORWARDED_HEADER = "voltha-forwarded-by"
+STORES_HEADER = "voltha-stores"  # on a forwarded ListDevices: the stores to list
+SERVICE = voltha_pb2.DESCRIPTOR.services_by_name["VolthaService"]
+# A core that does not answer a handed-over call: read Consul instead (reads), or say so (changes).
+PEER_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+             grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+
+
+def _answer(method):
+    """Send our core id first; turn a DeviceError into its gRPC status."""
+    @functools.wraps(method)
+    def handler(self, request, context):
+        context.send_initial_metadata(((CORE_HEADER, self.core_id),))
+        try:
+            return method(self, request, context)
+        except DeviceError as error:
+            context.abort(error.code, str(error))
+    return handler
+
+
+def _unimplemented(name):
+    def handler(self, request, context):
+        context.send_initial_metadata(((CORE_HEADER, self.core_id),))
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{SERVICE.full_name}/{name} is not simulated by this core")
+    handler.__name__ = name
+    return handler
+
+
+class Peers:
+    """gRPC channels to the other cores, one per address."""
+
+    def __init__(self):
+        self._stubs: dict[tuple, voltha_pb2_grpc.VolthaServiceStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._lock = threading.Lock()
+
+    def stub(self, host: str, port: int) -> voltha_pb2_grpc.VolthaServiceStub:
+        with self._lock:
+            stub = self._stubs.get((host, port))
+            if stub is None:
+                target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                channel = grpc.insecure_channel(target)
+                self._channels.append(channel)
+                stub = self._stubs[(host, port)] = voltha_pb2_grpc.VolthaServiceStub(channel)
+            return stub
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels:
+                channel.close()
+            self._channels, self._stubs = [], {}
 
 
 class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
-    def __init__(self, core_id: str):
+    def __init__(self, core_id: str, stores: CoreStores | None = None, address: tuple = (None, None),
+                 forward_timeout: float = 1.0):
         self.core_id = core_id
-        self._numbers = itertools.count(1)
-        self._lock = threading.Lock()
-        self.devices: dict[str, device_pb2.Device] = {}
-        self.calls = 0
+        self.stores = stores or CoreStores(core_id, core_id)
+        self.me = (core_id, *address)
+        self.forward_timeout = forward_timeout
+        self.assignment: dict[str, tuple] = {}  # store prefix -> (core id, host, port)
+        self.peers = Peers()
+        self._change = threading.Lock()  # one read-modify-write of a device at a time
 
-    def _count(self) -> int:
-        with self._lock:
-            self.calls += 1
-            return next(self._numbers)
+    def set_assignment(self, mapping: dict) -> None:
+        """The assignment as prefix -> (core id, host, port); our own entries give us their stores."""
+        self.assignment = dict(mapping)
+        self.stores.assignment_changed(self.assignment, self.me)
 
-    def CreateDevice(self, request, context):  # noqa: N802 (gRPC method names)
-        device = device_pb2.Device()
-        device.CopyFrom(request)
-        device.id = f"{self.core_id}:{self._count()}"
-        with self._lock:
-            self.devices[device.id] = device
-        return device
+    # Handing calls to the core that serves a store.
 
-    def GetDevice(self, request, context):  # noqa: N802
-        self._count()
-        with self._lock:
-            device = self.devices.get(request.id)
+    def _timeout(self, context) -> float:
+        remaining = context.time_remaining()
+        return self.forward_timeout if remaining is None else max(0.05, min(self.forward_timeout, remaining - 0.05))
+
+    def _owner(self, prefix: str):
+        owner = self.assignment.get(prefix)
+        return None if owner is None or owner == self.me else owner
+
+    def _forward(self, name: str, request, context, owner, metadata=()):
+        stub = self.peers.stub(owner[1], owner[2])
+        return getattr(stub, name)(request, timeout=self._timeout(context),
+                                   metadata=((FORWARDED_HEADER, self.core_id), *metadata))
+
+    @staticmethod
+    def _forwarded(context) -> bool:
+        return any(key == FORWARDED_HEADER for key, _ in context.invocation_metadata() or ())
+
+    def _consul_read(self, read, what: str, why: str):
+        try:
+            return read()
+        except Exception as error:
+            raise DeviceError(grpc.StatusCode.UNAVAILABLE,
+                              f"{what}: {why}, and Consul could not be read: {type(error).__name__}") from None
+
+    def _find(self, device_id: str, context):
+        """The device, from memory, from the core serving its store, or from Consul."""
+        prefix = store_of(device_id)
+        if prefix is None:
+            raise not_found(device_id)
+        served, device = self.stores.local(prefix, device_id)
+        if served:
+            if device is None and not self.stores.loaded(prefix):
+                device = self._consul_read(lambda: self.stores.read(device_id), f"device {device_id!r}",
+                                           f"core store {prefix} is still loading")
+            if device is None:
+                raise not_found(device_id)
+            return device
+        owner = None if self._forwarded(context) else self._owner(prefix)
+        why = f"no core serves core store {prefix}"
+        if owner is not None:
+            try:
+                return self._forward("GetDevice", common_pb2.ID(id=device_id), context, owner)
+            except grpc.RpcError as error:
+                if error.code() not in PEER_DOWN:
+                    raise DeviceError(error.code(), error.details()) from None
+                why = f"core {owner[0]} serving core store {prefix} does not answer ({error.code().name})"
+        device = self._consul_read(lambda: self.stores.read(device_id), f"device {device_id!r}", why)
         if device is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"core {self.core_id} has no device {request.id}")
+            raise not_found(device_id)
         return device
 
-    def ListDevices(self, request, context):  # noqa: N802
-        self._count()
-        with self._lock:
-            return device_pb2.Devices(items=list(self.devices.values()))
+    def _change_device(self, name: str, device_id: str, context):
+        """Enable, disable, reboot or delete, where the device's store is served."""
+        prefix = store_of(device_id)
+        if prefix is None:
+            raise not_found(device_id)
+        if self.stores.serves(prefix):
+            with self._change:
+                device = self._find(device_id, context)
+                if name == "DeleteDevice":
+                    moved = not self.stores.delete(device_id)
+                else:
+                    changed = TRANSITIONS[name](device)
+                    moved = changed is not device and not self.stores.put(changed)
+            if not moved:
+                return empty_pb2.Empty()
+        owner = None if self._forwarded(context) else self._owner(prefix)
+        if owner is None:
+            self._find(device_id, context)  # NOT_FOUND for a device that does not exist
+            raise DeviceError(grpc.StatusCode.UNAVAILABLE,
+                              f"device {device_id!r}: core store {prefix} is moving to another core; try again")
+        try:
+            return self._forward(name, common_pb2.ID(id=device_id), context, owner)
+        except grpc.RpcError as error:
+            if error.code() not in PEER_DOWN:
+                raise DeviceError(error.code(), error.details()) from None
+            raise DeviceError(grpc.StatusCode.UNAVAILABLE,
+                              f"device {device_id!r}: core {owner[0]} serving core store {prefix} does not answer "
+                              f"({error.code().name}); try again when the store has moved") from None
 
+    def _list(self, context) -> list:
+        """Every device of the cluster, each once (or, forwarded, those of the stores asked for)."""
+        metadata = dict(context.invocation_metadata() or ())
+        if FORWARDED_HEADER in metadata:
+            asked = [p for p in metadata.get(STORES_HEADER, "").split(",") if p]
+            devices, loading = self.stores.local_devices(asked)
+            read = [p for p in asked if not self.stores.serves(p)] + loading
+        else:
+            devices, loading = self.stores.local_devices()
+            read = list(loading)
+            by_owner: dict[tuple, list[str]] = {}
+            for prefix in sorted(self.assignment):
+                owner = self._owner(prefix)
+                if owner is not None and not self.stores.serves(prefix):
+                    by_owner.setdefault(owner, []).append(prefix)
+            calls = {owner: self.peers.stub(owner[1], owner[2]).ListDevices.future(
+                empty_pb2.Empty(), timeout=self._timeout(context),
+                metadata=((FORWARDED_HEADER, self.core_id), (STORES_HEADER, ",".join(prefixes))))
+                for owner, prefixes in by_owner.items()}
+            for owner, call in calls.items():
+                try:
+                    devices.extend(call.result().items)
+                except grpc.RpcError:
+                    read.extend(by_owner[owner])
+            try:  # stores with devices that the assignment does not name (yet): read them too
+                known = set(self.assignment) | set(self.stores.served())
+                read.extend(p for p in self.stores.stores_in_consul() if p not in known)
+            except Exception:
+                pass
+        for prefix in dict.fromkeys(read):
+            devices.extend(self._consul_read(lambda p=prefix: self.stores.read_store(p), "ListDevices",
+                                             f"no core answers for core store {prefix}"))
+        unique = {}
+        for device in devices:
+            unique.setdefault(device.id, device)
+        return [unique[key] for key in sorted(unique)]
+
+    # voltha.VolthaService
+
+    @_answer
+    def CreateDevice(self, request, context):  # noqa: N802 (gRPC method names)
+        device = new_device(request, self.stores.create_prefix())
+        if not self.stores.put(device):
+            raise DeviceError(grpc.StatusCode.UNAVAILABLE, "this core's store moved while creating; try again")
+        return device
+
+    @_answer
+    def GetDevice(self, request, context):  # noqa: N802
+        return self._find(required_id(request.id), context)
+
+    @_answer
+    def ListDevices(self, request, context):  # noqa: N802
+        return device_pb2.Devices(items=self._list(context))
+
+    @_answer
+    def ListDeviceIds(self, request, context):  # noqa: N802
+        return common_pb2.IDs(items=[common_pb2.ID(id=d.id) for d in self._list(context)])
+
+    @_answer
+    def EnableDevice(self, request, context):  # noqa: N802
+        return self._change_device("EnableDevice", required_id(request.id), context)
+
+    @_answer
+    def DisableDevice(self, request, context):  # noqa: N802
+        return self._change_device("DisableDevice", required_id(request.id), context)
+
+    @_answer
+    def RebootDevice(self, request, context):  # noqa: N802
+        return self._change_device("RebootDevice", required_id(request.id), context)
+
+    @_answer
+    def DeleteDevice(self, request, context):  # noqa: N802
+        return self._change_device("DeleteDevice", required_id(request.id), context)
+
+    @_answer
     def GetVoltha(self, request, context):  # noqa: N802
-        self._count()
-        return voltha_pb2.Voltha(version=self.core_id)
+        return voltha_pb2.Voltha(version=VERSION)
+
+    @_answer
+    def ListAdapters(self, request, context):  # noqa: N802
+        return adapters()
+
+    @_answer
+    def ListDeviceTypes(self, request, context):  # noqa: N802
+        return device_types()
+
+    @_answer
+    def GetDeviceType(self, request, context):  # noqa: N802
+        for item in device_types().items:
+            if item.id == required_id(request.id):
+                return item
+        raise DeviceError(grpc.StatusCode.NOT_FOUND, f"device type {request.id!r} not found")
+
+    @_answer
+    def ListCoreInstances(self, request, context):  # noqa: N802
+        cores = sorted({owner[0] for owner in self.assignment.values()} | {self.core_id})
+        healthy = voltha_health_pb2.HealthStatus(state=voltha_health_pb2.HealthStatus.HEALTHY)
+        return voltha_pb2.CoreInstances(items=[voltha_pb2.CoreInstance(instance_id=core, health=healthy)
+                                               for core in cores])
+
+
+for _method in SERVICE.methods:
+    if _method.name not in CoreServicer.__dict__:
+        setattr(CoreServicer, _method.name, _unimplemented(_method.name))
 
 
 # Envoy pings every upstream connection (the template's keepalive_interval, 0.1 s by default) to
@@ -65,20 +306,24 @@ KEEPALIVE_OPTIONS = (
 
 
 class CoreServer:
-    """One simulated core listening on host:port (port 0 picks a free one)."""
+    """One simulated core listening on host:port (port 0 picks a free one).
 
-    def __init__(self, core_id: str, host: str = "127.0.0.1", port: int = 0, workers: int = 8, interceptors=()):
+    ``stores`` (CoreStores) holds its devices; by default its home store, named by the core id,
+    in memory only."""
+
+    def __init__(self, core_id: str, host: str = "127.0.0.1", port: int = 0, workers: int = 8, interceptors=(),
+                 stores: CoreStores | None = None, advertise: str | None = None):
         self.core_id = core_id
-        self.servicer = CoreServicer(core_id)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=KEEPALIVE_OPTIONS,
                                   interceptors=list(interceptors))
+        self.host = host
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        self.servicer = CoreServicer(core_id, stores, (advertise or host, self.port))
         voltha_pb2_grpc.add_VolthaServiceServicer_to_server(self.servicer, self.server)
         self.health = health.HealthServicer()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self.health.set("voltha.VolthaService", health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.host = host
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
 
     def serve_health(self, name: str) -> None:
         """Answer SERVING for the health service ``name`` too (the instance id Consul's check asks for)."""
@@ -89,8 +334,11 @@ class CoreServer:
         return f"{self.host}:{self.port}"
 
     def start(self) -> CoreServer:
+        self.servicer.stores.start()
         self.server.start()
         return self
 
     def stop(self, grace: float | None = None) -> None:
         self.server.stop(grace).wait()
+        self.servicer.stores.stop()
+        self.servicer.peers.close()

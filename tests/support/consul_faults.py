@@ -24,6 +24,8 @@ import grpc
 from google.protobuf import empty_pb2
 from voltha_protos import device_pb2, voltha_pb2_grpc
 
+from voltha_core_sim.nbi_client import core_of
+
 from .consul_agent import ConsulAgent
 from .envoyd_runner import Envoyd
 from .processes import wait_for
@@ -67,10 +69,11 @@ class CallLoad:
                 create = (calls + number) % 2 == 0
                 try:
                     if create:
-                        core = stub.CreateDevice(device_pb2.Device(type="load"), timeout=self.timeout).id
-                        core = core.split(":")[0]
+                        _, call = stub.CreateDevice.with_call(device_pb2.Device(type="simulated_olt"),
+                                                              timeout=self.timeout)
                     else:
-                        core = stub.GetVoltha(empty_pb2.Empty(), timeout=self.timeout).version
+                        _, call = stub.GetVoltha.with_call(empty_pb2.Empty(), timeout=self.timeout)
+                    core = core_of(call)
                     now = time.monotonic()
                     with self.lock:
                         self.ok += 1

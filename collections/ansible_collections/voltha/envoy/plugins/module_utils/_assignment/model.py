@@ -2,8 +2,10 @@
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The core assignment: which VOLTHA cores serve, as stored in Consul.
 
-The stored form is a JSON object keyed by a prefix, one entry per core:
-``{"<prefix>": {"id": "<core id>", "host": "<ip or dns name>", "port": 50556}}``; ``port`` is optional.
+The stored form is a JSON object keyed by a prefix (a core store, as in VOLTHA 1.x), one entry per
+store: ``{"<prefix>": {"id": "<core id>", "host": "<ip or dns name>", "port": 50556}}``; ``port`` is
+optional. A core may serve several stores (it took over those of a core that died): its entries then
+name the same host and port.
 Parsing is strict and every error names the prefix, the field and the value, so a bad write in
 Consul can be found and fixed. Cores are kept sorted by prefix: equal data renders equal bytes.
 
@@ -127,12 +129,22 @@ def parse_assignment(raw, default_port=DEFAULT_CORE_PORT):
     cores = tuple(parse_core(prefix, data[prefix], default_port) for prefix in sorted(data))
     seen = {}
     for core in cores:
-        if core.id in seen:
-            raise AssignmentError("core %s: field 'id' duplicates core %s, got %s"
-                                  % (_show(core.prefix), _show(seen[core.id]), _show(core.id)),
+        other = seen.get(core.id)
+        if other is not None and (other.host, other.port) != (core.host, core.port):
+            raise AssignmentError("core %s: field 'id' duplicates core %s at another address (%s), got %s"
+                                  % (_show(core.prefix), _show(other.prefix),
+                                     _show("%s:%s" % (other.host, other.port)), _show(core.id)),
                                   prefix=core.prefix, field="id", value=core.id)
-        seen[core.id] = core.prefix
+        seen.setdefault(core.id, core)
     return cores
+
+
+def distinct_cores(cores):
+    """One Core per core id (its first prefix): a core serving several stores is one upstream."""
+    seen = {}
+    for core in cores:
+        seen.setdefault(core.id, core)
+    return tuple(seen.values())
 
 
 def assignment_to_dict(cores):

@@ -18,6 +18,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
     DEFAULT_CORE_PORT,
     DEFAULT_KEY,
     AssignmentError,
+    distinct_cores,
     host_kind,
     parse_assignment,
 )
@@ -231,20 +232,25 @@ class Renderer:
 def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type")):
     """What a template gets from the assignment.
 
-    cores: one mapping per core (prefix, id, host, port, kind: ipv4, ipv6 or dns), for templates that
-    lay out endpoints themselves; lb_endpoints: the Envoy v3 LbEndpoint list for all cores, built
-    here (fast, and already in the right shape); cluster_type: STATIC when every host is an IP
-    address, else STRICT_DNS (Envoy resolves the names).
+    cores: one mapping per core (prefix: its first store, prefixes: every store it serves, id, host,
+    port, kind: ipv4, ipv6 or dns), for templates that lay out endpoints themselves; lb_endpoints:
+    the Envoy v3 LbEndpoint list, one per core (built here: fast, and already in the right shape);
+    cluster_type: STATIC when every host is an IP address, else STRICT_DNS (Envoy resolves the names).
+    A core serving several stores is one endpoint: its share of the calls does not grow with them.
     """
-    kinds = [host_kind(c.host) for c in cores]
+    distinct = distinct_cores(cores)
+    kinds = [host_kind(c.host) for c in distinct]
     context = {"cluster_type": "STATIC" if "dns" not in kinds else "STRICT_DNS"}
     if "cores" in uses:
-        context["cores"] = [dict(prefix=c.prefix, id=c.id, host=c.host, port=c.port, kind=kind)
-                            for c, kind in zip(cores, kinds)]
+        prefixes = {}
+        for c in cores:
+            prefixes.setdefault(c.id, []).append(c.prefix)
+        context["cores"] = [dict(prefix=c.prefix, prefixes=prefixes[c.id], id=c.id, host=c.host, port=c.port,
+                                 kind=kind) for c, kind in zip(distinct, kinds)]
     if "lb_endpoints" in uses:
         context["lb_endpoints"] = [
             {"endpoint": {"address": {"socket_address": {"address": c.host, "port_value": c.port}}, "hostname": c.id}}
-            for c in cores]
+            for c in distinct]
     return context
 
 

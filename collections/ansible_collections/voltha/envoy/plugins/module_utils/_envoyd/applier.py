@@ -8,7 +8,7 @@ Used by the daemon (daemon.py) for every change and by --once / --dry-run.
 import os
 import time
 
-from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError, distinct_cores
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     dynamic_files,
     sha256_text,
@@ -83,9 +83,10 @@ class ConfigApplier:
             return ApplyResult(False, "apply", str(err))
         self.applied_sha, self.applied_cores = sha, cores
         self.metrics.applies.labels(mode=self.settings.reload).inc()
-        self.metrics.cores.set(len(cores))
+        serving = len(distinct_cores(cores))  # a core serving several stores counts once
+        self.metrics.cores.set(serving)
         self.metrics.last_apply.set(time.time())
-        return ApplyResult(True, detail="%d cores, validated by %s, sha256 %s" % (len(cores), how, sha[:12]))
+        return ApplyResult(True, detail="%d cores, validated by %s, sha256 %s" % (serving, how, sha[:12]))
 
     def write_and_reload(self, text, config, fmt):
         """Write the validated config; reload Envoy the way the settings say (no Envoy with --once)."""

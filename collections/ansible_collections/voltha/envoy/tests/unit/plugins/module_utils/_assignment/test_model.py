@@ -9,6 +9,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
     AssignmentError,
     Core,
     assignment_to_dict,
+    distinct_cores,
     dump_assignment,
     host_kind,
     parse_assignment,
@@ -292,8 +293,15 @@ def test_parse_assignment_error_in_one_core_names_it():
 def test_duplicate_ids_name_both_prefixes_and_the_id():
     with pytest.raises(AssignmentError) as info:
         parse_assignment({"b": entry("same"), "a": entry("same", "10.0.0.2")})
-    assert str(info.value) == 'core "b": field \'id\' duplicates core "a", got "same"'
+    assert str(info.value) == ('core "b": field \'id\' duplicates core "a" at another address ("10.0.0.2:50556"), '
+                               'got "same"')
     assert (info.value.prefix, info.value.field, info.value.value) == ("b", "id", "same")
+
+
+def test_a_core_may_serve_several_stores_at_one_address():
+    cores = parse_assignment({"b": entry("same"), "a": entry("same"), "c": entry("other", "10.0.0.3")})
+    assert [c.prefix for c in cores] == ["a", "b", "c"]
+    assert [(c.prefix, c.id) for c in distinct_cores(cores)] == [("a", "same"), ("c", "other")]
 
 
 def test_assignment_error_is_a_value_error():

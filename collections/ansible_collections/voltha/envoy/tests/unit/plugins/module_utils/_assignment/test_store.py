@@ -158,7 +158,7 @@ def test_set_refuses_a_bad_core_before_reading(kv):
 
 def test_set_refuses_duplicate_ids(kv):
     with pytest.raises(AssignmentError, match="duplicates"):
-        store(kv).set({"a": {"id": "x", "host": "h"}, "b": {"id": "x", "host": "h"}})
+        store(kv).set({"a": {"id": "x", "host": "h"}, "b": {"id": "x", "host": "g"}})
 
 
 def test_check_mode_writes_nothing(kv):

@@ -1,0 +1,174 @@
+"""The cores as one VOLTHA cluster: any core answers for any device, and no device is lost with a core.
+
+Real parts: simulated core processes with their stores in a real Consul, envoyd and its Envoy in
+front, gRPC calls through Envoy and straight to each core.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2
+from voltha_protos import common_pb2, device_pb2
+
+from tests.support.grpc_client import NbiClient
+from tests.support.processes import wait_for
+from tests.support.sim_cores import assigned
+from voltha_core_sim.devices import store_of
+
+pytestmark = pytest.mark.slow
+
+ADMIN, OPER, CONNECT = common_pb2.AdminState, common_pb2.OperStatus, common_pb2.ConnectStatus
+
+
+def cluster(consul_agent, start_cores, start_envoyd, keys, count=3):
+    cores = start_cores(consul_agent.address, *(f"core-{n}" for n in range(count)))
+    want = {c.core_id: ("127.0.0.1", c.port) for c in cores}
+    wait_for(lambda: assigned(consul_agent.client().kv, keys["assignment"]) == want, 15, "all cores assigned")
+    return cores, start_envoyd(consul_agent.address, extra=("--assignment-key", keys["assignment"]))
+
+
+def ids_listed(client: NbiClient) -> list[str]:
+    devices, _ = client.list_devices()
+    return [d.id for d in devices.items]
+
+
+def states(device) -> tuple:
+    return device.admin_state, device.oper_status, device.connect_status
+
+
+def code_of(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def test_every_core_lists_and_reads_every_device(consul_agent, start_cores, start_envoyd, keys):
+    cores, envoyd = cluster(consul_agent, start_cores, start_envoyd, keys)
+    nbi = NbiClient(envoyd.nbi)
+    direct = [NbiClient(f"127.0.0.1:{core.port}") for core in cores]
+    try:
+        created = [nbi.create("simulated_olt", f"10.1.0.{n}:9191") for n in range(30)]
+        ids = sorted(device.id for device, _ in created)
+        assert {store_of(i) for i in ids} == {"vcore-0", "vcore-1", "vcore-2"}  # round robin over the stores
+        assert all(states(d) == (ADMIN.PREPROVISIONED, OPER.UNKNOWN, CONNECT.UNKNOWN) for d, _ in created)
+        listers = set()
+        for _ in range(9):
+            devices, core = nbi.list_devices()
+            assert sorted(d.id for d in devices.items) == ids
+            listers.add(core)
+        for client in direct:
+            assert ids_listed(client) == ids
+            for device_id in ids:
+                device, _ = client.get_device(device_id)
+                assert device.id == device_id and device.type == "simulated_olt"
+        # Each change through another core than the one serving the device's store.
+        for n, device_id in enumerate(ids):
+            client = direct[n % 3]
+            client.change("enable", device_id)
+            assert states(nbi.get_device(device_id)[0]) == (ADMIN.ENABLED, OPER.ACTIVE, CONNECT.REACHABLE)
+            assert code_of(lambda: client.change("enable", device_id))[0] == grpc.StatusCode.FAILED_PRECONDITION
+            direct[(n + 1) % 3].change("disable", device_id)
+            assert states(direct[(n + 2) % 3].get_device(device_id)[0]) == \
+                (ADMIN.DISABLED, OPER.UNKNOWN, CONNECT.REACHABLE)
+            nbi.change("enable", device_id)
+            nbi.change("reboot", device_id)
+            assert states(nbi.get_device(device_id)[0]) == (ADMIN.ENABLED, OPER.ACTIVE, CONNECT.REACHABLE)
+            direct[(n + 2) % 3].change("delete", device_id)
+            code, details = code_of(lambda: client.get_device(device_id))
+            assert code == grpc.StatusCode.NOT_FOUND and device_id in details
+        assert all(ids_listed(client) == [] for client in direct)
+        print(f"\n30 devices: listed whole by {sorted(listers)} through Envoy and by every core, each read, "
+              "enabled, disabled, rebooted and deleted through other cores")
+    finally:
+        for client in [nbi, *direct]:
+            client.close()
+
+
+def test_bad_requests_and_unknown_methods(consul_agent, start_cores, start_envoyd, keys):
+    _, envoyd = cluster(consul_agent, start_cores, start_envoyd, keys, count=2)
+    nbi = NbiClient(envoyd.nbi)
+    try:
+        code, details = code_of(lambda: nbi.get_device("vcore-0" + "0" * 12))
+        assert code == grpc.StatusCode.NOT_FOUND and "vcore-0000000000000" in details
+        assert code_of(lambda: nbi.get_device("nonsense")) == (grpc.StatusCode.NOT_FOUND,
+                                                                "device 'nonsense' not found")
+        code, details = code_of(lambda: nbi.call("CreateDevice", device_pb2.Device(type="")))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "'type'" in details
+        code, details = code_of(lambda: nbi.call("CreateDevice", device_pb2.Device(type="openolt", id="x")))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "'id'" in details
+        code, details = code_of(lambda: nbi.call("EnableDevice", common_pb2.ID()))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "'id'" in details
+        code, details = code_of(lambda: nbi.call("ListLogicalDevices", empty_pb2.Empty()))
+        assert code == grpc.StatusCode.UNIMPLEMENTED and "ListLogicalDevices" in details
+        adapters, _ = nbi.call("ListAdapters", empty_pb2.Empty())
+        types, _ = nbi.call("ListDeviceTypes", empty_pb2.Empty())
+        assert [a.id for a in adapters.items] == ["simulated"]
+        assert "simulated_olt" in [t.id for t in types.items]
+        assert nbi.call("GetVoltha", empty_pb2.Empty())[0].version.startswith("voltha-core-sim ")
+    finally:
+        nbi.close()
+
+
+def listed_whole(clients, ids) -> float:
+    started = time.monotonic()
+    wait_for(lambda: all(ids_listed(c) == ids for c in clients), 5, "every device listed, once, by every core",
+             interval=0.05)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_core_lost_with_30_devices_loses_none(consul_agent, start_cores, start_envoyd, keys, how):
+    cores, envoyd = cluster(consul_agent, start_cores, start_envoyd, keys)
+    victim, survivors = cores[2], cores[:2]
+    on_victim = NbiClient(f"127.0.0.1:{victim.port}")
+    nbi = NbiClient(envoyd.nbi)
+    direct = [NbiClient(f"127.0.0.1:{core.port}") for core in survivors]
+    try:
+        ids = sorted(on_victim.create()[0].id for _ in range(30))
+        assert {store_of(i) for i in ids} == {"vcore-2"}
+        on_victim.close()
+        victim.process.signal(getattr(signal, how))
+        started = time.monotonic()
+        # Read through the survivors while the store is still the dead core's, and after it moved.
+        took = listed_whole(direct, ids)
+        for device_id in ids:
+            for client in direct:
+                assert client.get_device(device_id)[0].id == device_id
+        readable = time.monotonic() - started
+        kv = consul_agent.client().kv
+        wait_for(lambda: set(assigned(kv, keys["assignment"])) == {"core-0", "core-1"}, 15, "the store moved")
+        moved = time.monotonic() - started
+        # The store's new core changes its devices; the cluster still lists each once.
+        for device_id in ids[:5]:
+            nbi.change("enable", device_id)
+            assert states(direct[1].get_device(device_id)[0])[0] == ADMIN.ENABLED
+        assert ids_listed(nbi) == ids
+        print(f"\n{how} of a core with 30 devices: all listed by both survivors after {took:.2f}s, all read by "
+              f"both after {readable:.2f}s, its store served by a survivor after {moved:.2f}s")
+    finally:
+        for client in [nbi, on_victim, *direct]:
+            client.close()
+
+
+def test_a_returning_core_takes_its_store_back(consul_agent, start_cores, start_envoyd, keys):
+    cores, envoyd = cluster(consul_agent, start_cores, start_envoyd, keys, count=2)
+    first = NbiClient(f"127.0.0.1:{cores[1].port}")
+    ids = sorted(first.create()[0].id for _ in range(10))
+    first.close()
+    cores[1].process.signal(signal.SIGKILL)
+    kv = consul_agent.client().kv
+    wait_for(lambda: set(assigned(kv, keys["assignment"])) == {"core-0"}, 15, "the store moved to core-0")
+    again = start_cores(consul_agent.address, "core-1")[0]
+    wait_for(lambda: set(assigned(kv, keys["assignment"])) == {"core-0", "core-1"}, 15, "core-1 back")
+    back = NbiClient(f"127.0.0.1:{again.port}")
+    try:
+        wait_for(lambda: all(back.get_device(i)[0].id == i for i in ids), 5, "core-1 serving its store again")
+        back.change("enable", ids[0])
+        assert states(back.get_device(ids[0])[0])[0] == ADMIN.ENABLED
+        assert ids_listed(back) == ids
+    finally:
+        back.close()
