@@ -18,8 +18,12 @@ import sys
 
 
 def assignment_ids(consul: str, key: str, timeout: float) -> list[str]:
-    """The core ids of the stored assignment, parsed as envoyd parses it; [] when the key is missing."""
-    from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
+    """The ids of the cores the stored assignment names (once each, however many stores each serves),
+    parsed as envoyd parses it; [] when the key is missing."""
+    from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
+        distinct_cores,
+        parse_assignment,
+    )
     from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader, kv_reading
     from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
         ConsulSettings,
@@ -37,7 +41,7 @@ def assignment_ids(consul: str, key: str, timeout: float) -> list[str]:
         value = kv_reading(reader, key).value
     finally:
         reader.close()
-    return [] if value is None else [core.id for core in parse_assignment(value)]
+    return [] if value is None else [core.id for core in distinct_cores(parse_assignment(value))]
 
 
 def reached(nbi: str, wanted: set[str], calls: int, timeout: float,
@@ -71,8 +75,6 @@ def differences(running: set[str], assigned: list[str] | None, answers: dict[str
     """What is wrong, in words; [] when the cluster is whole."""
     found = []
     if assigned is not None:
-        if len(assigned) != len(set(assigned)):
-            found.append(f"the assignment names a core twice: {sorted(assigned)}")
         if set(assigned) - running:
             found.append(f"the assignment names cores that do not run: {sorted(set(assigned) - running)}")
         if running - set(assigned):

@@ -66,6 +66,7 @@ class CoreStores:
         self._stop = threading.Event()
         self._stop_deadline = 0.0
         self._pending = 0  # changes not yet in Consul
+        self._deleted: set[str] = set()  # deleted since the last resync: not to be adopted back
         self._load_wanted = threading.Event()
         self._local = threading.local()
         self._read_settings = None
@@ -94,12 +95,13 @@ class CoreStores:
         with self.lock:
             return sorted(self.stores)
 
-    def create_prefix(self) -> str:
-        """The store new devices go to: the home store while we serve it, else the first we serve."""
+    def create_prefix(self) -> str | None:
+        """The store new devices go to: the home store while we serve it, else the first we serve;
+        None when we serve none (another core holds our home for now)."""
         with self.lock:
-            if self.home in self.stores or not self.stores:
+            if self.home in self.stores:
                 return self.home
-            return min(self.stores)
+            return min(self.stores) if self.stores else None
 
     def set_assigned(self, prefixes) -> None:
         """The stores the assignment gives us (the home store stays ours until it names another core
@@ -124,7 +126,11 @@ class CoreStores:
     def assignment_changed(self, mapping: dict, me: tuple) -> None:
         """``mapping``: prefix -> (core id, host, port) from the assignment; ``me``: ours."""
         mine = {prefix for prefix, core in mapping.items() if core == me}
-        if self.home not in mapping:  # not assigned to anyone yet (we just started): still ours
+        holder = mapping.get(self.home)
+        # Our home stays ours until the assignment gives it to another core: not yet assigned (we
+        # just started), or assigned to another run of this core (a stale entry, or the run a rolling
+        # update replaces), whose devices reach us through Consul (read on a miss, adopted by _resync).
+        if holder is None or holder[0] == me[0]:
             mine.add(self.home)
         self.set_assigned(mine)
 
@@ -132,12 +138,18 @@ class CoreStores:
 
     def local(self, prefix: str, device_id: str):
         """(served, device): served False when we do not serve the store; device None when unknown
-        to memory (then, for a store still loading, the caller reads Consul)."""
+        to memory (then the caller reads Consul: the store may still be loading, or another run of
+        this core wrote the device)."""
         with self.lock:
             store = self.stores.get(prefix)
             if store is None:
                 return False, None
             return True, store.devices.get(device_id)
+
+    def deleted(self, device_id: str) -> bool:
+        """Whether we deleted the device lately (Consul may not have taken the delete yet)."""
+        with self.lock:
+            return device_id in self._deleted
 
     def loaded(self, prefix: str) -> bool:
         with self.lock:
@@ -162,6 +174,7 @@ class CoreStores:
             if store is None:
                 return False
             store.devices.pop(device_id, None)
+            self._deleted.add(device_id)
         self._persist(self.device_key(device_id), None)
         return True
 
@@ -309,9 +322,12 @@ class CoreStores:
             self.log.info("loaded core store %s from Consul: %d device(s)", prefix, count)
 
     def _resync(self) -> None:
-        """Write back the devices of our stores that Consul does not have (it lost its data)."""
+        """Make Consul and memory agree on our stores: write back the devices Consul lacks (it lost
+        its data), adopt the devices only Consul has (written by another run of this core)."""
         if self._behind.is_set():
             return
+        with self.lock:
+            deleted, self._deleted = self._deleted, set()
         for prefix in self.served():
             if not self.loaded(prefix):
                 continue
@@ -319,13 +335,24 @@ class CoreStores:
             present = {key.rsplit("/", 1)[-1] for key in keys or ()}
             with self.lock:
                 store = self.stores.get(prefix)
-                missing = [d for i, d in store.devices.items() if i not in present] if store else []
+                if store is None:
+                    continue
+                missing = [d for i, d in store.devices.items() if i not in present]
+                extra = [i for i in present if i not in store.devices and i not in deleted]
             if missing:
                 self.log.warning("Consul lacks %d device(s) of core store %s; writing them back", len(missing), prefix)
                 with self.lock:
                     self._pending += len(missing)
                 for device in missing:
                     self._writes.put(_Write(self.device_key(device.id), to_json(device)))
+            adopted = [d for d in (self.read(i) for i in extra) if d is not None]
+            with self.lock:
+                store = self.stores.get(prefix)
+                for device in adopted if store is not None else ():
+                    if device.id not in self._deleted:
+                        store.devices.setdefault(device.id, device)
+            if adopted:
+                self.log.info("adopted %d device(s) of core store %s written by another run", len(adopted), prefix)
 
     def start(self) -> CoreStores:
         if self.settings is None:

@@ -76,7 +76,11 @@ def required_id(device_id: str) -> str:
 
 
 def _state(enum, value) -> str:
-    return enum.Name(value) if value in enum.values() else str(value)
+    """The name of a state (AdminState.Types and its kin), or the number when it has none."""
+    try:
+        return enum.Types.Name(value)
+    except ValueError:
+        return str(value)
 
 
 def new_device(request: device_pb2.Device, prefix: str) -> device_pb2.Device:

@@ -140,9 +140,9 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
             raise not_found(device_id)
         served, device = self.stores.local(prefix, device_id)
         if served:
-            if device is None and not self.stores.loaded(prefix):
+            if device is None and not self.stores.deleted(device_id):
                 device = self._consul_read(lambda: self.stores.read(device_id), f"device {device_id!r}",
-                                           f"core store {prefix} is still loading")
+                                           f"it is not in core store {prefix} in memory")
             if device is None:
                 raise not_found(device_id)
             return device
@@ -230,10 +230,22 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
 
     @_answer
     def CreateDevice(self, request, context):  # noqa: N802 (gRPC method names)
-        device = new_device(request, self.stores.create_prefix())
-        if not self.stores.put(device):
-            raise DeviceError(grpc.StatusCode.UNAVAILABLE, "this core's store moved while creating; try again")
-        return device
+        prefix = self.stores.create_prefix()
+        if prefix is not None:
+            device = new_device(request, prefix)
+            if self.stores.put(device):
+                return device
+        # We serve no store right now (another core holds ours until the leader hands it back):
+        # the core holding it creates the device.
+        holder = None if self._forwarded(context) else self._owner(self.stores.home)
+        if holder is None:
+            new_device(request, self.stores.home)  # a bad request is INVALID_ARGUMENT all the same
+            raise DeviceError(grpc.StatusCode.UNAVAILABLE, f"core {self.core_id} serves no core store right now; "
+                                                           "try again")
+        try:
+            return self._forward("CreateDevice", request, context, holder)
+        except grpc.RpcError as error:
+            raise DeviceError(error.code(), error.details()) from None
 
     @_answer
     def GetDevice(self, request, context):  # noqa: N802

@@ -7,7 +7,7 @@ import pytest
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import AssignmentStore
 from tests.unit.voltha_core_sim.fakes import FakeConsul, election, health_entry
-from voltha_core_sim.assignment_writer import AssignmentWriter, assignment_from_health, frozen
+from voltha_core_sim.assignment_writer import AssignmentWriter, assign_stores, assignment_from_health, frozen
 from voltha_core_sim.election import (
     NotLeader,
 )
@@ -69,3 +69,26 @@ def test_two_instances_of_a_core_the_newest_registration_wins():
         cores, skipped = assignment_from_health(entries)
         assert cores == {"vcore-1": {"id": "vcore-1", "host": "10.0.1.9", "port": 50556}}
         assert len(skipped) == 1 and "10.0.1.4" not in str(cores)
+
+
+def core(core_id, port=50556):
+    return {"id": core_id, "host": "10.0.0.1", "port": port}
+
+
+def test_stores_of_gone_cores_go_to_the_healthy_core_with_fewest():
+    homes = {"a": core("a", 1), "b": core("b", 2)}
+    wanted = assign_stores(homes, ["a", "c", "d", "e"])
+    assert wanted["a"] == core("a", 1) and wanted["b"] == core("b", 2)
+    assert [wanted[p]["id"] for p in ("c", "d", "e")] == ["a", "b", "a"]
+    assert parse_assignment(wanted)  # one core under several prefixes is a valid assignment
+
+
+def test_a_store_stays_with_its_healthy_core_and_returns_home():
+    homes = {"a": core("a", 1), "b": core("b", 2)}
+    assert assign_stores(homes, ["c"], {"c": core("b", 2)})["c"]["id"] == "b"
+    assert assign_stores(homes, ["c"], {"c": core("gone", 9)})["c"]["id"] == "a"
+    # The store's own core is healthy again: it is its home, whoever held it.
+    assert assign_stores({**homes, "c": core("c", 3)}, ["c"], {"c": core("b", 2)})["c"]["id"] == "c"
+    # A store without devices whose core is gone is dropped; no healthy core, nothing to give.
+    assert set(assign_stores(homes, [], {"c": core("b", 2)})) == {"a", "b"}
+    assert assign_stores({}, ["c"]) == {}

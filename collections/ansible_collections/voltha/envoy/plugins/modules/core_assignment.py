@@ -10,12 +10,12 @@ short_description: Set, change, read or delete the VOLTHA core assignment in Con
 version_added: 0.1.0
 description:
   - >-
-    Manages the core assignment that envoyd watches, a JSON object in Consul KV keyed by prefix with
-    one entry per VOLTHA core, for example
+    Manages the core assignment that envoyd watches, a JSON object in Consul KV keyed by prefix (a
+    VOLTHA core store) with the core serving it, for example
     C({"vcore1": {"id": "core-1", "host": "10.0.1.5", "port": 50556}}).
-  - Validation is exactly envoyd's (hosts must be IP addresses or DNS names, ports 1-65535, ids
-    unique); a bad core fails the task with a message naming the prefix, the field and the value,
-    so bad data never reaches Consul.
+  - Validation is exactly envoyd's (hosts must be IP addresses or DNS names, ports 1-65535; a core
+    id under several prefixes must name one host and port each time); a bad core fails the task
+    with a message naming the prefix, the field and the value, so bad data never reaches Consul.
   - The value is written as canonical JSON (sorted keys, no spaces). A stored value that parses to
     the wanted assignment is left alone, even when its text is formatted differently.
   - Every write is a Consul check-and-set on the key's ModifyIndex. When another writer changes the

@@ -222,6 +222,15 @@ def test_core_fields_in_user_template():
     assert config == {"c": [["p", "i", "h.example", 5, "dns"]]}
 
 
+def test_a_core_serving_several_stores_is_one_endpoint(renderer):
+    cores = parse_assignment({"0001": {"id": "a", "host": "10.0.0.1"}, "0002": {"id": "b", "host": "10.0.0.2"},
+                              "0003": {"id": "a", "host": "10.0.0.1"}})
+    config = renderer.render(cores).config
+    assert [e["hostname"] for e in endpoints(config)] == ["a", "b"]
+    template = "c: [{% for c in cores %}{% if not loop.first %},{% endif %}{{ [c.id, c.prefixes] }}{% endfor %}]\n"
+    assert Renderer(template).render(cores).config == {"c": [["a", ["0001", "0003"]], ["b", ["0002"]]]}
+
+
 # ------------------------------------------------------------------ errors
 
 def test_syntax_error_names_template_and_line():
