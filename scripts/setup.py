@@ -24,6 +24,11 @@ from ansible_collections.voltha.envoy.plugins.module_utils._debian.archive impor
     MirrorNotFound,
     find_mirror,
 )
+from ansible_collections.voltha.envoy.plugins.module_utils._debian.packages import (  # noqa: E402
+    PackageFetchError,
+    download,
+    unpack,
+)
 
 VENV = REPO / ".venv"
 REQUIREMENTS = REPO / "requirements" / "requirements.in"
@@ -168,23 +173,16 @@ def debian_mirror() -> str:
 def fetch_debian_packages(name: str, packages: list[str], suite: str, root: Path) -> Path:
     """Download Debian's PACKAGES from SUITE with a private apt list (the system's apt setup is not
     touched) and unpack them into root; the .debs stay cached in .state/cache/NAME."""
+    def run_command(argv, cwd):
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+        return done.returncode, done.stdout, done.stderr
+
     cache = STATE / "cache" / name
-    if not all(sorted(cache.glob(f"{package}_*.deb")) for package in packages):
-        lists = cache / "apt-lists"
-        (lists / "partial").mkdir(parents=True, exist_ok=True)
-        sources = cache / "sources.list"
-        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-        sources.write_text(f"deb [signed-by={keyring}] {debian_mirror()} {suite} main\n")
-        apt = ["apt-get", "-qq", "-o", f"Dir::Etc::sourcelist={sources}", "-o", "Dir::Etc::sourceparts=/dev/null",
-               "-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}", "-o", "Dir::Cache::pkgcache=",
-               "-o", "Dir::Cache::srcpkgcache="]
-        run([*apt, "update"], capture_output=True)
-        run([*apt, "download", *packages], capture_output=True, cwd=cache)
-    for package in packages:
-        debs = sorted(cache.glob(f"{package}_*.deb"))
-        if not debs:
-            raise SetupError(f"apt-get download {package} left no package in {cache}")
-        run(["dpkg-deb", "-x", str(debs[-1]), str(root)], capture_output=True)
+    try:
+        debs, _ = download(packages, suite, debian_mirror(), str(cache), run_command)
+        unpack([debs[p] for p in packages], str(root), run_command)
+    except PackageFetchError as err:
+        raise SetupError(str(err)) from None
     return root
 
 
