@@ -70,7 +70,8 @@ def test_every_core_lists_and_reads_every_device(consul_agent, start_cores, star
             client = direct[n % 3]
             client.change("enable", device_id)
             assert states(nbi.get_device(device_id)[0]) == (ADMIN.ENABLED, OPER.ACTIVE, CONNECT.REACHABLE)
-            assert code_of(lambda: client.change("enable", device_id))[0] == grpc.StatusCode.FAILED_PRECONDITION
+            again = code_of(lambda c=client, i=device_id: c.change("enable", i))[0]
+            assert again == grpc.StatusCode.FAILED_PRECONDITION
             direct[(n + 1) % 3].change("disable", device_id)
             assert states(direct[(n + 2) % 3].get_device(device_id)[0]) == \
                 (ADMIN.DISABLED, OPER.UNKNOWN, CONNECT.REACHABLE)
@@ -78,7 +79,7 @@ def test_every_core_lists_and_reads_every_device(consul_agent, start_cores, star
             nbi.change("reboot", device_id)
             assert states(nbi.get_device(device_id)[0]) == (ADMIN.ENABLED, OPER.ACTIVE, CONNECT.REACHABLE)
             direct[(n + 2) % 3].change("delete", device_id)
-            code, details = code_of(lambda: client.get_device(device_id))
+            code, details = code_of(lambda c=client, i=device_id: c.get_device(i))
             assert code == grpc.StatusCode.NOT_FOUND and device_id in details
         assert all(ids_listed(client) == [] for client in direct)
         print(f"\n30 devices: listed whole by {sorted(listers)} through Envoy and by every core, each read, "

@@ -81,7 +81,7 @@ def bad_values(cores):
     yield json.dumps({"p": dict(good, port=0)}), "assignment"
     yield json.dumps({"p": dict(good, port=70000)}), "assignment"
     yield json.dumps({"p": dict(good, id=7)}), "assignment"
-    yield json.dumps({"p": dict(good), "q": dict(good)}), "assignment"  # duplicate id
+    yield json.dumps({"p": dict(good), "q": dict(good, port=cores[1].port)}), "assignment"  # one id, two addresses
     for host in HOSTILE_HOSTS:
         yield json.dumps({"p": dict(good, host=host)}), "assignment"
     for core_id in ('x", "evil": "1', "line\nbreak: {}", "{{ 7 * 7 }}", "z" * 10_000):
