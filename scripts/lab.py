@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SIM_DIR = REPO / "collections/ansible_collections/voltha/envoy/roles/images/files"  # the core simulator
 STATE = Path(os.environ.get("STATE_DIR", REPO / ".state")) / "lab"
 PYTHON = REPO / ".venv" / "bin" / "python"
 CONSUL_BIN = Path(os.environ.get("STATE_DIR", REPO / ".state")) / "bin" / "consul"
@@ -44,7 +45,7 @@ def configure(args) -> None:
 def env() -> dict:
     result = dict(os.environ)
     envoyd_package = REPO / "collections/ansible_collections/voltha/envoy/roles/envoyd/files"
-    result["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(envoyd_package), str(REPO / "src")])
+    result["PYTHONPATH"] = os.pathsep.join([str(REPO / "collections"), str(envoyd_package), str(SIM_DIR)])
     return result
 
 

@@ -103,12 +103,32 @@ def setup_venv() -> str:
     return "installed from requirements/" if not installed else "up to date"
 
 
+TOOLS_VENV = STATE / "tools-venv"
+TOOLS = REPO / "requirements" / "tools.in"
+TOOLS_CONSTRAINTS = REPO / "requirements" / "tools-constraints.txt"
+
+
+def setup_tools() -> str:
+    """Galaxy's importer and antsibull-docs, in a venv of their own (their pins differ from .venv's)."""
+    digest = hashlib.sha256(TOOLS.read_bytes() + TOOLS_CONSTRAINTS.read_bytes() + sys.version.encode()).hexdigest()
+    stamp = TOOLS_VENV / ".requirements.sha256"
+    if stamp.exists() and stamp.read_text().strip() == digest and (TOOLS_VENV / "bin" / "python").exists():
+        return f"up to date in {TOOLS_VENV}"
+    if not (TOOLS_VENV / "bin" / "python").exists():
+        run([sys.executable, "-m", "venv", str(TOOLS_VENV)])
+    run([str(TOOLS_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-r", str(TOOLS), "-c", str(TOOLS_CONSTRAINTS)], capture_output=True)
+    stamp.write_text(digest + "\n")
+    return f"galaxy-importer and antsibull-docs installed in {TOOLS_VENV}"
+
+
 def link_sources() -> None:
     """Put the collection, the envoyd package and the core simulator on the venv's path, live from the
     work tree: `.venv/bin/python -m envoyd` runs this checkout's envoyd."""
     pth = venv_site_packages() / "voltha_envoy.pth"
     envoyd_package = REPO / "collections/ansible_collections/voltha/envoy/roles/envoyd/files"
-    paths = [REPO / "collections", envoyd_package, REPO / "src"]
+    image_files = REPO / "collections/ansible_collections/voltha/envoy/roles/images/files"  # the core simulator
+    paths = [REPO / "collections", envoyd_package, image_files]
     text = "".join(f"{path}\n" for path in paths)
     if not pth.exists() or pth.read_text() != text:
         pth.write_text(text)
@@ -286,6 +306,7 @@ def main() -> None:
     step("registry", setup_registry)
     step("envoy", setup_envoy)
     step("ansible-test", setup_ansible_test)
+    step("tools", setup_tools)
     log(f"setup: ready in {time.monotonic() - total:.1f}s (state in {STATE})")
 
 

@@ -1,11 +1,11 @@
-"""go/health-probe: its Go tests, run by Debian's Go in the images role's builder image, and the static
-binary the images role ships FROM scratch."""
+"""The health probe (roles/images/files/health-probe): its Go tests, run by Debian's Go in the images
+role's builder image, and the static binary the images role ships FROM scratch."""
 
 from __future__ import annotations
 
 import subprocess
 
-from tests.support.paths import REPO
+from tests.support.paths import IMAGE_FILES
 
 PROBE = "voltha-envoy/health-probe:latest"
 BUILDER = "voltha-envoy/go-builder:latest"
@@ -16,7 +16,7 @@ def test_the_go_tests_pass_and_the_sources_are_gofmt_clean(lab_images):
     script = 'test -z "$(gofmt -l .)" || { gofmt -l .; exit 3; }; go vet . && go test -count=1 .'
     run = subprocess.run(
         ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp:exec",
-         "-v", f"{REPO / 'go' / 'health-probe'}:/src:ro", "-w", "/src",
+         "-v", f"{IMAGE_FILES / 'health-probe'}:/src:ro", "-w", "/src",
          "-e", "CGO_ENABLED=0", "-e", "GO111MODULE=off", "-e", "GOPATH=/usr/share/gocode",
          "-e", "GOCACHE=/tmp/go-cache",
          BUILDER, "sh", "-c", script], capture_output=True, text=True, timeout=600)
