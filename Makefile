@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 export STATE_DIR ?= $(CURDIR)/.state
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup test unit sanity lint images integration molecule bench lab lab-down lab-processes lab-processes-down constraints clean
+.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-processes lab-processes-down constraints clean
 
 help:
 	@echo "make lab    bring up the local lab"
 	@echo "make test   set up the machine, then run every test (unit, sanity, lint, integration, molecule)"
 	@echo "make bench  run the benchmarks and rewrite BENCHMARKS.md"
+	@echo "make docs   build the collection's HTML docs into .state/docs/build/html"
 	@echo "make setup  only prepare the machine (venv, Docker Engine's programs, Consul, Envoy)"
 
 setup:
@@ -25,6 +26,10 @@ unit sanity lint images integration molecule: setup
 
 bench: setup
 	@$(BIN)/python -m tests.bench
+
+# The collection's HTML docs (antsibull-docs and Sphinx, offline) in .state/docs/build/html.
+docs: setup
+	@$(PYTHON) scripts/collection_checks.py docs
 
 # The local lab: every image built from source (offline), a one-node swarm, the stack deployed,
 # then one call through the NBI. `make lab-down` removes the stack.

@@ -134,14 +134,17 @@ class Runner:
 
     def stage_lint(self) -> Outcome:
         ruff, _ = self.run([str(BIN / "ruff"), "check", "."])
-        lint, _ = self.run([str(BIN / "ansible-lint"), "--offline", "--profile", "production", "--nocolor"])
+        # --strict: a warning fails too, so nothing short of the production profile passes.
+        lint, _ = self.run([str(BIN / "ansible-lint"), "--offline", "--profile", "production", "--strict", "--nocolor"])
         # The lab's Prometheus rules, by Debian's promtool (make setup unpacks it).
         rules, _ = self.run([str(STATE / "prometheus-root" / "usr" / "bin" / "promtool"), "check", "rules",
                              str(COLLECTION / "roles" / "stack" / "files" / "prometheus-rules.yml")])
+        # The built tarball, by Galaxy's importer and antsibull-docs.
+        collection, _ = self.run([sys.executable, str(REPO / "scripts" / "collection_checks.py"), "check"])
         words = lambda rc: "ok" if rc == 0 else "FAILED"  # noqa: E731 (a local formatter)
-        return Outcome(ruff == 0 and lint == 0 and rules == 0,
-                       f"ruff {words(ruff)}, ansible-lint (production) {words(lint)}, "
-                       f"promtool check rules {words(rules)}")
+        return Outcome(ruff == 0 and lint == 0 and rules == 0 and collection == 0,
+                       f"ruff {words(ruff)}, ansible-lint (production, strict) {words(lint)}, "
+                       f"promtool check rules {words(rules)}, galaxy-importer and antsibull-docs {words(collection)}")
 
     def stage_images(self) -> Outcome:
         # Every image of the lab, built from source; nothing is built again unless its inputs changed.

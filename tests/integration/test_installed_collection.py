@@ -40,8 +40,8 @@ INVENTORY = {"all": {"children": {"image_builders": {"hosts": {"localhost": {}}}
                                   "swarm_managers": {"hosts": {"localhost": {}}}, "swarm_workers": {"hosts": {}}},
                      "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                               "stack_name": "voltha_installed", "stack_swarm_advertise_addr": "127.0.0.1",
-                              "stack_nbi_port": 53555, "stack_consul_port": 38500,
-                              "stack_prometheus_port": 49090}}}
+                              "stack_nbi_port": 54555, "stack_consul_port": 48500,
+                              "stack_prometheus_port": 49190}}}
 
 
 def test_the_installed_tarball_builds_and_deploys_the_lab_from_an_empty_directory(tmp_path, lab_images):
@@ -66,7 +66,7 @@ def test_the_installed_tarball_builds_and_deploys_the_lab_from_an_empty_director
     try:
         deployed = run("site.yml")
         assert deployed.returncode == 0, deployed.stdout[-5000:] + deployed.stderr[-2000:]
-        check = subprocess.run([sys.executable, "-m", "voltha_core_sim.device_check", "127.0.0.1:53555",
+        check = subprocess.run([sys.executable, "-m", "voltha_core_sim.device_check", "127.0.0.1:54555",
                                 "--create", "6", "--lists", "3", "--within", "30"],
                                capture_output=True, text=True, timeout=120)
         assert check.returncode == 0, check.stderr
