@@ -122,6 +122,26 @@ def test_bad_data_keeps_the_last_good_config(consul_agent, kv, cores, start_envo
     assert f"assignment key {KEY} does not exist" in log
 
 
+def test_an_assignment_outside_the_allowed_networks_is_rejected(consul_agent, kv, cores, start_envoyd):
+    kv.put(KEY, assignment(cores[0], cores[1]))
+    envoyd = start_envoyd(consul_agent.address, extra=("--allowed-networks", "10.0.0.0/8,127.0.0.0/8"))
+    client = NbiClient(envoyd.nbi)
+    try:
+        wait_routed_to(client, {"core-0", "core-1"})
+        # Someone who can write the key points every call elsewhere: refused, the last good config serves.
+        kv.put(KEY, json.dumps({"evil": {"id": "core-x", "host": "192.0.2.66", "port": cores[2].port},
+                                f"prefix-{cores[0].core_id}": {"id": "core-0", "host": "127.0.0.1",
+                                                               "port": cores[0].port}}))
+        envoyd.wait_metric('envoyd_rejects_total{reason="assignment"}', 1)
+        assert answered_by(client, 6) == {"core-0", "core-1"}
+        kv.put(KEY, assignment(cores[2]))
+        wait_routed_to(client, {"core-2"})
+    finally:
+        client.close()
+    assert ('core "evil": field \'host\' is outside the allowed networks (10.0.0.0/8, 127.0.0.0/8), got '
+            '"192.0.2.66"') in envoyd.log()
+
+
 def test_identical_writes_reload_nothing(consul_agent, kv, cores, start_envoyd):
     kv.put(KEY, assignment(cores[0]))
     envoyd = start_envoyd(consul_agent.address, "hot-restart")

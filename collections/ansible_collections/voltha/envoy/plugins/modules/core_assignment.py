@@ -68,6 +68,15 @@ options:
         stored value is compared with the wanted one.
     type: int
     default: 50556
+  allowed_networks:
+    description:
+      - Networks (CIDRs) the cores' hosts must be in, as envoyd's C(--allowed-networks); a core with a host
+        outside them (or a DNS name, which cannot be checked) fails the task naming the prefix, the host and
+        the networks. With O(state=read) a stored value naming such a host is invalid.
+      - Empty (the default) allows every address.
+    type: list
+    elements: str
+    default: []
   retries:
     description:
       - How many times to read again and retry when another writer changed the key between the read
@@ -213,6 +222,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
     DEFAULT_KEY,
     AssignmentError,
     assignment_to_dict,
+    parse_networks,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import (
     DEFAULT_RETRIES,
@@ -241,6 +251,7 @@ def argument_spec():
         add=dict(type="raw"),
         remove=dict(type="list", elements="str"),
         default_port=dict(type="int", default=DEFAULT_CORE_PORT),
+        allowed_networks=dict(type="list", elements="str", default=[]),
         retries=dict(type="int", default=DEFAULT_RETRIES),
         ignore_invalid=dict(type="bool", default=False),
     )
@@ -275,7 +286,8 @@ def describe(cores, exists=True):
 def run(module, params):
     """The task's result (a dict for exit_json); raises AssignmentError and AssignmentStoreError to fail."""
     state = params["state"]
-    store = AssignmentStore(None, params["key"], params["default_port"])  # checks the key before connecting
+    # Checks the key and the networks before connecting.
+    store = AssignmentStore(None, params["key"], params["default_port"], parse_networks(params["allowed_networks"]))
     cores = add = remove = None
     if state == "present":
         if params.get("cores") is not None:

@@ -58,6 +58,14 @@ options:
         and C(cluster_type).
       - When not set, the template shipped with the collection (the one envoyd uses).
     type: path
+  allowed_networks:
+    description:
+      - Networks (CIDRs) the cores' hosts must be in, as envoyd's C(--allowed-networks); an assignment naming a
+        host outside them (or a DNS name, which cannot be checked) fails the task and writes nothing.
+      - Empty (the default) allows every address.
+    type: list
+    elements: str
+    default: []
   variables:
     description:
       - Template variables, as envoyd's C(--var NAME=VALUE), merged over the defaults of the shipped template.
@@ -202,6 +210,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
     DEFAULT_KEY,
     AssignmentError,
     assignment_to_dict,
+    parse_networks,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import normalize_cores
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader, kv_reading
@@ -250,6 +259,7 @@ def argument_spec():
         key=dict(type="str", default=DEFAULT_KEY, no_log=False),
         template=dict(type="path"),
         variables=dict(type="dict", default={}),
+        allowed_networks=dict(type="list", elements="str", default=[]),
         validate=dict(type="bool", default=True),
         envoy_bin=dict(type="path"),
     )
@@ -350,7 +360,11 @@ def main():
     else:
         value, source = read_from_consul(module), "consul key %s" % params["key"]
     try:
-        cores, rendered = render_assignment(renderer, value, params["key"])
+        networks = parse_networks(params["allowed_networks"])
+    except AssignmentError as err:
+        module.fail_json(msg=str(err), **result)
+    try:
+        cores, rendered = render_assignment(renderer, value, params["key"], allowed_networks=networks)
     except AssignmentError as err:
         module.fail_json(msg="bad assignment in %s: %s" % (source, err), **result)
     except RenderError as err:

@@ -79,8 +79,43 @@ def _field_error(prefix, field, value, why):
                            prefix=prefix, field=field, value=value)
 
 
-def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT):
-    """Validate one entry of the assignment and return it as a Core."""
+def parse_networks(value):
+    """Allowed networks from a list or a comma-separated text of CIDRs -> tuple of ip_network; None or
+    empty -> None (every address allowed). Raises AssignmentError naming the bad entry."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    networks = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise AssignmentError("allowed networks: %s is not a network (a CIDR such as 10.0.0.0/8)" % _show(text),
+                                  field="allowed_networks", value=text) from None
+    return tuple(networks) or None
+
+
+def _networks_text(networks):
+    return ", ".join(str(n) for n in networks)
+
+
+def check_allowed(prefix, host, networks):
+    """Raise AssignmentError unless ``host`` is an IP address inside one of ``networks``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise _field_error(prefix, "host", host, "must be an IP address in the allowed networks (%s): a DNS name "
+                           "cannot be checked" % _networks_text(networks)) from None
+    if not any(address.version == n.version and address in n for n in networks):
+        raise _field_error(prefix, "host", host, "is outside the allowed networks (%s)" % _networks_text(networks))
+
+
+def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT, allowed_networks=None):
+    """Validate one entry of the assignment and return it as a Core; with ``allowed_networks`` (from
+    parse_networks) its host must be an address inside one of them."""
     if not isinstance(entry, dict):
         raise AssignmentError("core %s: must be a JSON object with 'id' and 'host', got %s"
                               % (_show(prefix), _show(entry)), prefix=prefix, value=entry)
@@ -96,16 +131,19 @@ def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT):
         raise _field_error(prefix, "host", host, "must be a string")
     if host_kind(host) is None:
         raise _field_error(prefix, "host", host, "must be an IP address or a DNS name")
+    if allowed_networks:
+        check_allowed(prefix, host, allowed_networks)
     port = entry.get("port", default_port)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise _field_error(prefix, "port", port, "must be an integer from 1 to 65535")
     return Core(prefix=prefix, id=core_id, host=host, port=port)
 
 
-def parse_assignment(raw, default_port=DEFAULT_CORE_PORT):
+def parse_assignment(raw, default_port=DEFAULT_CORE_PORT, allowed_networks=None):
     """Parse the stored value (bytes, text, or an already decoded object) into a sorted tuple of Cores.
 
-    Raises AssignmentError for anything that is not a non-empty, valid assignment.
+    Raises AssignmentError for anything that is not a non-empty, valid assignment, or that names a
+    host outside ``allowed_networks`` (parse_networks' result; None allows every address).
     """
     if isinstance(raw, bytes):
         try:
@@ -126,7 +164,7 @@ def parse_assignment(raw, default_port=DEFAULT_CORE_PORT):
                               value=data)
     if not data:
         raise AssignmentError("assignment has no cores")
-    cores = tuple(parse_core(prefix, data[prefix], default_port) for prefix in sorted(data))
+    cores = tuple(parse_core(prefix, data[prefix], default_port, allowed_networks) for prefix in sorted(data))
     seen = {}
     for core in cores:
         other = seen.get(core.id)

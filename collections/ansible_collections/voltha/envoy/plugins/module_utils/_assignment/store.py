@@ -172,11 +172,12 @@ def check_key(key):
 class AssignmentStore:
     """The assignment under one Consul key."""
 
-    def __init__(self, kv, key=DEFAULT_KEY, default_port=DEFAULT_CORE_PORT):
+    def __init__(self, kv, key=DEFAULT_KEY, default_port=DEFAULT_CORE_PORT, allowed_networks=None):
         check_key(key)
         self.kv = kv
         self.key = key
         self.default_port = default_port
+        self.allowed_networks = allowed_networks  # model.parse_networks' result; None allows any address
 
     def read(self):
         """One Snapshot of the key; an invalid stored value is reported in ``error``, not raised."""
@@ -187,7 +188,7 @@ class AssignmentStore:
         raw = _decode(item.get("Value"))
         modify_index = int(item.get("ModifyIndex") or 0)
         try:
-            cores = parse_assignment(raw, self.default_port)
+            cores = parse_assignment(raw, self.default_port, self.allowed_networks)
         except AssignmentError as err:
             return Snapshot(self.key, index, True, modify_index, raw, None, err)
         return Snapshot(self.key, index, True, modify_index, raw, cores, None)
@@ -211,7 +212,7 @@ class AssignmentStore:
 
     def parse(self, entries):
         """The wanted assignment from the stored form (dict prefix -> entry); raises AssignmentError."""
-        return parse_assignment(entries, self.default_port)
+        return parse_assignment(entries, self.default_port, self.allowed_networks)
 
     def merge(self, snap, add=None, remove=None):
         """The assignment read with cores added or updated by prefix and prefixes removed.

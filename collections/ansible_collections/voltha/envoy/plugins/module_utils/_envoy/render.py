@@ -271,10 +271,11 @@ def load_bootstrap(text, source="config"):
     return data, fmt
 
 
-def render_assignment(renderer, value, key=DEFAULT_KEY):
+def render_assignment(renderer, value, key=DEFAULT_KEY, allowed_networks=None):
     """An assignment value (bytes or text from Consul, or decoded data; None: the key does not exist)
-    -> (cores, Rendered). Raises AssignmentError or RenderError."""
+    -> (cores, Rendered); every host inside ``allowed_networks`` when given. Raises AssignmentError or
+    RenderError."""
     if value is None:
         raise AssignmentError("assignment key %s does not exist" % key)
-    cores = parse_assignment(value, default_port=renderer.variables["core_port"])
+    cores = parse_assignment(value, default_port=renderer.variables["core_port"], allowed_networks=allowed_networks)
     return cores, renderer.render(cores)

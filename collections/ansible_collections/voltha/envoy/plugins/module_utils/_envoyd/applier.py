@@ -51,7 +51,8 @@ class ConfigApplier:
 
     def render(self, value):
         """Value from Consul -> (cores, Rendered); raises AssignmentError or RenderError."""
-        cores, rendered = render_assignment(self.renderer, value, self.settings.assignment_key)
+        cores, rendered = render_assignment(self.renderer, value, self.settings.assignment_key,
+                                            allowed_networks=self.settings.networks)
         self.metrics.renders.inc()
         return cores, rendered
 

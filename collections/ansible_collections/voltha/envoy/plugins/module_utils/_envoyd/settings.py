@@ -11,7 +11,11 @@ import argparse
 import os
 import re
 
-from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import DEFAULT_KEY
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
+    DEFAULT_KEY,
+    AssignmentError,
+    parse_networks,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 from ansible_collections.voltha.envoy.plugins.module_utils._common.yaml_io import YAMLError, load_yaml
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
@@ -42,6 +46,8 @@ OPTIONS = {
     "consul_retry_max": ("500ms", str, "longest pause between two tries while Consul does not answer"),
     "datacenter": (None, str, "Consul datacenter"),
     "assignment_key": (DEFAULT_KEY, str, "Consul key holding the core assignment"),
+    "allowed_networks": ("", str, "CIDR[,CIDR...]: the only networks an assignment may route to; an assignment "
+                                  "naming a host outside them is rejected (default: any address)"),
     "template": (None, str, "Jinja2 template of the Envoy bootstrap (default: the shipped VOLTHA template)"),
     "var": ([], list, "template variable NAME=VALUE (repeatable)"),
     "config_dir": ("/var/lib/envoyd", str, "directory for the rendered configs and run files"),
@@ -151,6 +157,10 @@ class Settings:
         if self.consul_retry_max_s <= 0:
             raise SettingsError("consul_retry_max must be more than 0, got %r" % self.consul_retry_max)
         self.variables = parse_variables(self.var)
+        try:
+            self.networks = parse_networks(self.allowed_networks)
+        except AssignmentError as err:
+            raise SettingsError("allowed_networks: %s" % err) from None
         self.consul = self._consul_settings(consul_env)
 
     def _consul_settings(self, consul_env):

@@ -14,6 +14,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
     host_kind,
     parse_assignment,
     parse_core,
+    parse_networks,
 )
 
 LONG = "x" * 10000
@@ -308,3 +309,22 @@ def test_assignment_error_is_a_value_error():
     assert issubclass(AssignmentError, ValueError)
     err = AssignmentError("m")
     assert (err.prefix, err.field, err.value) == (None, None, None)
+
+
+def test_allowed_networks_keep_the_hosts_in():
+    networks = parse_networks("10.0.0.0/8, 127.0.0.1/32,fd00::/8")
+    assert [str(n) for n in networks] == ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"]
+    assert parse_networks("") is None and parse_networks([]) is None and parse_networks(None) is None
+    assert parse_assignment({"a": entry("a", "10.9.8.7"), "b": entry("b", "fd00::1")}, allowed_networks=networks)
+    with pytest.raises(AssignmentError) as info:
+        parse_assignment({"a": entry("a", "10.0.0.1"), "b": entry("b", "192.0.2.7")}, allowed_networks=networks)
+    assert str(info.value) == ('core "b": field \'host\' is outside the allowed networks (10.0.0.0/8, 127.0.0.1/32, '
+                               'fd00::/8), got "192.0.2.7"')
+    assert (info.value.prefix, info.value.field, info.value.value) == ("b", "host", "192.0.2.7")
+    with pytest.raises(AssignmentError, match="a DNS name cannot be checked, got \"core.example\""):
+        parse_assignment({"a": entry("a", "core.example")}, allowed_networks=networks)
+
+
+def test_a_bad_allowed_network_is_named():
+    with pytest.raises(AssignmentError, match='allowed networks: "10.0.0.0/33" is not a network'):
+        parse_networks("10.0.0.0/8,10.0.0.0/33")
