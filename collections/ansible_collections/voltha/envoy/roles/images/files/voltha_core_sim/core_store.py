@@ -205,13 +205,13 @@ class CoreStores:
         or there is no Consul."""
         if self.settings is None:
             return None
-        _, item = self._kv().get(self.device_key(device_id))
+        item = self._kv().get(self.device_key(device_id))[1]
         return from_json(item["Value"]) if item and item.get("Value") else None
 
     def read_store(self, prefix: str) -> list:
         if self.settings is None:
             return []
-        _, items = self._kv().get(self.store_path(prefix), recurse=True)
+        items = self._kv().get(self.store_path(prefix), recurse=True)[1]
         return [from_json(item["Value"]) for item in items or () if item.get("Value")]
 
     def stores_in_consul(self) -> list[str]:
@@ -331,7 +331,7 @@ class CoreStores:
         for prefix in self.served():
             if not self.loaded(prefix):
                 continue
-            _, keys = self._kv().get(self.store_path(prefix), keys=True)
+            keys = self._kv().get(self.store_path(prefix), keys=True)[1]
             present = {key.rsplit("/", 1)[-1] for key in keys or ()}
             with self.lock:
                 store = self.stores.get(prefix)
@@ -385,7 +385,7 @@ def _operation(key: str, value) -> dict:
 def list_stores(kv, root: str) -> list[str]:
     """The prefixes under ``root`` that hold devices (``<root>/<prefix>/devices/...``), via py-consul's kv."""
     base = f"{root}/" if root else ""
-    _, keys = kv.get(base, keys=True, separator="/")
+    keys = kv.get(base, keys=True, separator="/")[1]
     prefixes = []
     for key in keys or ():
         if key.endswith("/") and key != base:

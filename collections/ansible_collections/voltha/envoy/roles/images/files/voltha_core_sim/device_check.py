@@ -38,7 +38,7 @@ class CheckFailed(Exception):
 
 def addresses(name_port: str) -> list[str]:
     """Every address NAME resolves to, as HOST:PORT."""
-    name, _, port = name_port.rpartition(":")
+    name, port = name_port.rsplit(":", 1)
     found = sorted({info[4][0] for info in socket.getaddrinfo(name, int(port), type=socket.SOCK_STREAM)})
     return [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in found]
 
@@ -58,7 +58,7 @@ def listing(client: NbiClient, ids: list[str], where: str) -> str:
 def reading(client: NbiClient, ids: list[str], where: str) -> None:
     for device_id in ids:
         try:
-            device, _ = client.get_device(device_id)
+            device = client.get_device(device_id)[0]
         except grpc.RpcError as err:
             raise CheckFailed(f"GetDevice {device_id} through {where}: {err.code().name}: {err.details()}") from None
         if device.id != device_id:
@@ -66,7 +66,7 @@ def reading(client: NbiClient, ids: list[str], where: str) -> None:
 
 
 def check_once(nbi: NbiClient, nbi_address: str, cores: dict[str, NbiClient], ids: list[str], lists: int) -> dict:
-    listers = Counter(listing(nbi, ids, nbi_address) for _ in range(lists))
+    listers = Counter(listing(nbi, ids, nbi_address) for _call in range(lists))
     reading(nbi, ids, nbi_address)
     for address, client in cores.items():
         listing(client, ids, f"core {address}")

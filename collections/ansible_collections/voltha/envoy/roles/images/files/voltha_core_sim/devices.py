@@ -23,6 +23,7 @@ from voltha_protos import adapter_pb2, common_pb2, device_pb2
 from . import __version__
 
 ID_DIGITS = 12
+HOST_AND_PORT = re.compile(r"[^\s:]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}")
 _ID_TAIL = re.compile(r"[0-9a-f]{%d}\Z" % ID_DIGITS)
 ADAPTER_ID = "simulated"
 VERSION = f"voltha-core-sim {__version__}"
@@ -95,8 +96,7 @@ def new_device(request: device_pb2.Device, prefix: str) -> device_pb2.Device:
         raise DeviceError(grpc.StatusCode.INVALID_ARGUMENT,
                           "field 'admin_state' of a new device must be UNKNOWN or PREPROVISIONED, got "
                           f"{_state(ADMIN, request.admin_state)}")
-    if request.host_and_port and not re.fullmatch(r"[^\s:]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}",
-                                                   request.host_and_port):
+    if request.host_and_port and not HOST_AND_PORT.fullmatch(request.host_and_port):
         raise DeviceError(grpc.StatusCode.INVALID_ARGUMENT,
                           f"field 'host_and_port' must be HOST:PORT, got {request.host_and_port!r}")
     device = device_pb2.Device()

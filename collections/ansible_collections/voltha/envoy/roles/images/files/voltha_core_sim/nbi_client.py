@@ -84,8 +84,8 @@ def _device_line(device) -> str:
 def run(client: NbiClient, verb: str | None, values: list[str], count: int, timeout: float, as_json: bool) -> list:
     """The lines (or JSON documents) to print."""
     if verb is None:
-        created = [client.create_device(timeout) for _ in range(count)]
-        versions = [client.get_voltha(timeout) for _ in range(count)]
+        created = [client.create_device(timeout) for _call in range(count)]
+        versions = [client.get_voltha(timeout) for _call in range(count)]
         if as_json:
             return [json.dumps({"create_device": created, "get_voltha": versions})]
         return ([f"CreateDevice: answered by core {core}" for core in created]
@@ -110,7 +110,7 @@ def run(client: NbiClient, verb: str | None, values: list[str], count: int, time
                 lines.append(json.dumps({"device": _data(device), "core": core}) if as_json else
                              f"{_device_line(device)} (core {core})")
             else:
-                _, core = client.change(verb, device_id, timeout)
+                core = client.change(verb, device_id, timeout)[1]
                 lines.append(json.dumps({verb: device_id, "core": core}) if as_json else f"{verb} {device_id}: ok "
                              f"(core {core})")
         return lines

@@ -67,7 +67,7 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
             future.add_done_callback(lambda f, c=create, t=started: done(f, c, t))
             sent += 1
         time.sleep(max(0.0, start + sent / rate - time.monotonic()))
-    for _ in range(1000):
+    for _slot in range(1000):
         pending.acquire()
     elapsed = time.monotonic() - start
     channel.close()

@@ -124,7 +124,7 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
 
     @staticmethod
     def _forwarded(context) -> bool:
-        return any(key == FORWARDED_HEADER for key, _ in context.invocation_metadata() or ())
+        return any(item[0] == FORWARDED_HEADER for item in context.invocation_metadata() or ())
 
     def _consul_read(self, read, what: str, why: str):
         try:
