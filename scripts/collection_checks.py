@@ -4,6 +4,8 @@ antsibull-docs, and its HTML docs.
 python3 scripts/collection_checks.py check   build the tarball; galaxy-importer (offline) and
                                               antsibull-docs lint-collection-docs --plugin-docs on it
 python3 scripts/collection_checks.py docs    the HTML docs (antsibull-docs + Sphinx, offline) in .state/docs
+python3 scripts/collection_checks.py images  the images role of the installed tarball, run from an empty
+                                              directory with its defaults (it fetches what it needs)
 
 Both run the tools make setup installs in .state/tools-venv. check exits 1 when either tool reports
 an error, or a warning that is not in ACCEPTED (with the reason it stays).
@@ -133,12 +135,42 @@ def docs() -> int:
     return 0
 
 
+IMAGES_PLAY = """---
+- name: Build the images with the installed collection's role and its defaults
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: voltha.envoy.images
+"""
+
+
+def images() -> int:
+    """ansible-playbook with only the installed tarball and the ansible package's collections on the path."""
+    with tempfile.TemporaryDirectory(prefix="voltha-envoy-installed-") as tmp:
+        work = Path(tmp)
+        build_and_install(work)
+        play = work / "playbook"
+        play.mkdir()
+        (play / "images.yml").write_text(IMAGES_PLAY)
+        env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+        env.update(ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([str(work / "collections"), dependency_collections()]),
+                   ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+        done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-e",
+                               f"ansible_python_interpreter={VENV_BIN / 'python'}", "images.yml"],
+                              cwd=play, env=env, text=True, capture_output=True)
+        print(done.stdout[-6000:] + done.stderr[-3000:])
+        return done.returncode
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["check"]:
         return check()
     if argv == ["docs"]:
         return docs()
+    if argv == ["images"]:
+        return images()
     print(__doc__, file=sys.stderr)
     return 2
 

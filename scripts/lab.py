@@ -1,6 +1,6 @@
 """The local lab as processes on this machine: Consul, three simulated cores, envoyd with Envoy.
 
-    python scripts/lab.py up      start everything, write the assignment, make a smoke call
+    python scripts/lab.py up      start everything, make a smoke call
     python scripts/lab.py down    stop what `up` started (by the PIDs it recorded)
     python scripts/lab.py status  show what runs
 
@@ -8,6 +8,11 @@ Ports (all on 127.0.0.1 except the NBI): Consul HTTP 8500 (and 8800-8802 inside)
 50556-50558, the NBI 50555 on 0.0.0.0, Envoy admin 8001, envoyd status 8080; --port-offset N moves
 them all. State, logs and PIDs are in .state/lab/ (--state DIR). --no-envoyd leaves envoyd out, for
 scenarios that install it themselves.
+
+The cores behave as in the stack: registered in Consul, their leader writes the assignment, each
+keeps its core store in Consul's KV, and any core answers for any device. With --static-assignment
+they run without Consul and this script writes the assignment once, for scenarios that drive the
+assignment themselves.
 """
 
 from __future__ import annotations
@@ -87,7 +92,16 @@ def wait(what: str, check, timeout: float = 30.0) -> None:
     raise SystemExit(f"lab: {what} did not come up within {timeout:.0f}s; see the logs in {STATE}")
 
 
-def up(with_envoyd: bool = True) -> int:
+def assigned() -> dict:
+    """The stored assignment, {} while it is missing or Consul does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{CONSUL_PORT}/v1/kv/{KEY}?raw", timeout=2) as answer:
+            return json.loads(answer.read())
+    except (OSError, ValueError):
+        return {}
+
+
+def up(with_envoyd: bool = True, static_assignment: bool = False) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     started = {name: pid for name, pid in pids().items() if alive(pid)}
     wanted = {"consul", *(f"vcore{i}" for i in range(1, len(CORE_PORTS) + 1))} | ({"envoyd"} if with_envoyd else set())
@@ -107,12 +121,17 @@ def up(with_envoyd: bool = True) -> int:
     wait("Consul", lambda: http_ok(f"http://127.0.0.1:{CONSUL_PORT}/v1/status/leader"))
     assignment = {}
     for i, port in enumerate(CORE_PORTS, 1):
-        start(f"vcore{i}", [str(PYTHON), "-m", "voltha_core_sim", "--core-id", f"core-{i}", "--port", str(port)],
-              started)
+        argv = [str(PYTHON), "-m", "voltha_core_sim", "--core-id", f"core-{i}", "--port", str(port)]
+        if not static_assignment:
+            argv += ["--consul-addr", f"127.0.0.1:{CONSUL_PORT}", "--prefix", f"vcore{i}", "--drain-time", "2"]
+        start(f"vcore{i}", argv, started)
         assignment[f"vcore{i}"] = {"id": f"core-{i}", "host": "127.0.0.1", "port": port}
-    req = urllib.request.Request(f"http://127.0.0.1:{CONSUL_PORT}/v1/kv/{KEY}", data=json.dumps(assignment).encode(),
-                                 method="PUT")
-    urllib.request.urlopen(req, timeout=5).read()
+    if static_assignment:
+        req = urllib.request.Request(f"http://127.0.0.1:{CONSUL_PORT}/v1/kv/{KEY}",
+                                     data=json.dumps(assignment).encode(), method="PUT")
+        urllib.request.urlopen(req, timeout=5).read()
+    else:
+        wait("the cores' assignment", lambda: assigned() == assignment)
     if not with_envoyd:
         print(f"lab: Consul 127.0.0.1:{CONSUL_PORT} and cores {', '.join(f'127.0.0.1:{p}' for p in CORE_PORTS)} "
               f"up in {time.monotonic() - t0:.1f}s")
@@ -171,10 +190,12 @@ def main() -> int:
     parser.add_argument("--state", help="directory for logs and PIDs (default: .state/lab)")
     parser.add_argument("--port-offset", type=int, default=0, help="added to every port")
     parser.add_argument("--no-envoyd", action="store_true", help="start Consul and the cores only")
+    parser.add_argument("--static-assignment", action="store_true",
+                        help="cores without Consul; write the assignment once instead of their leader")
     args = parser.parse_args()
     configure(args)
     if args.command == "up":
-        return up(with_envoyd=not args.no_envoyd)
+        return up(with_envoyd=not args.no_envoyd, static_assignment=args.static_assignment)
     return down() if args.command == "down" else status()
 
 

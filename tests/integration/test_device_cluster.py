@@ -93,8 +93,8 @@ def test_bad_requests_and_unknown_methods(consul_agent, start_cores, start_envoy
     _, envoyd = cluster(consul_agent, start_cores, start_envoyd, keys, count=2)
     nbi = NbiClient(envoyd.nbi)
     try:
-        code, details = code_of(lambda: nbi.get_device("vcore-0" + "0" * 12))
-        assert code == grpc.StatusCode.NOT_FOUND and "vcore-0000000000000" in details
+        code, details = code_of(lambda: nbi.get_device("vcore-0:" + "0" * 12))
+        assert code == grpc.StatusCode.NOT_FOUND and "vcore-0:000000000000" in details
         assert code_of(lambda: nbi.get_device("nonsense")) == (grpc.StatusCode.NOT_FOUND,
                                                                 "device 'nonsense' not found")
         code, details = code_of(lambda: nbi.call("CreateDevice", device_pb2.Device(type="")))

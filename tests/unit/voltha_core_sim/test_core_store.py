@@ -20,7 +20,7 @@ class KeysKV:
 def test_layout():
     assert data_root("service/voltha/data/core/assignment") == "service/voltha/data/core"
     stores = CoreStores("core-1", "0001", "service/voltha/data/core")
-    assert stores.device_key("0001aaaaaaaaaaaa") == "service/voltha/data/core/0001/devices/0001aaaaaaaaaaaa"
+    assert stores.device_key("0001:aaaaaaaaaaaa") == "service/voltha/data/core/0001/devices/0001:aaaaaaaaaaaa"
     kv = KeysKV(["service/voltha/data/core/0001/", "service/voltha/data/core/0003/",
                  "service/voltha/data/core/assignment"])
     assert list_stores(kv, "service/voltha/data/core") == ["0001", "0003"]
@@ -39,4 +39,4 @@ def test_the_assignment_gives_and_takes_stores():
     stores.assignment_changed({"0001": ("core-2", "10.0.0.2", 1), "0003": me}, me)
     assert stores.served() == ["0003"] and stores.create_prefix() == "0003"  # new devices go where we serve
     assert not stores.put(new_device(device_pb2.Device(type="simulated_olt"), "0001"))
-    assert stores.local("0001", "0001aaaaaaaaaaaa") == (False, None)
+    assert stores.local("0001", "0001:aaaaaaaaaaaa") == (False, None)

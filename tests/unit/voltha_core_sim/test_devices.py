@@ -24,10 +24,11 @@ def refused(call) -> DeviceError:
 
 def test_a_device_id_names_its_store():
     device = created("0001")
-    assert len(device.id) == 16 and device.id.startswith("0001")  # VOLTHA's 16-digit form
+    assert len(device.id) == 17 and device.id.startswith("0001:")
     assert devices.store_of(device.id) == "0001"
     assert devices.store_of(created("vcore-1").id) == "vcore-1"
-    assert devices.store_of("0001") is None and devices.store_of("0001nothexnothex") is None
+    assert devices.store_of("0001") is None and devices.store_of("0001:nothexnothex") is None
+    assert devices.store_of("0001aaaaaaaaaaaa") is None  # no colon
     assert devices.store_of("") is None and devices.store_of(None) is None
 
 
@@ -42,7 +43,7 @@ def test_create_preprovisions():
 @pytest.mark.parametrize("fields, named", [
     ({"type": ""}, "field 'type' must be one of"),
     ({"type": "nosuch"}, "got 'nosuch'"),
-    ({"id": "0001aaaaaaaaaaaa"}, "field 'id' must be empty"),
+    ({"id": "0001:aaaaaaaaaaaa"}, "field 'id' must be empty"),
     ({"admin_state": ADMIN.ENABLED},
      "field 'admin_state' of a new device must be UNKNOWN or PREPROVISIONED, got ENABLED"),
     ({"host_and_port": "10.0.0.9"}, "field 'host_and_port' must be HOST:PORT, got '10.0.0.9'"),
@@ -77,7 +78,7 @@ def test_the_stored_form_round_trips():
 def test_ids_and_prefixes():
     assert refused(lambda: devices.required_id("")).code == grpc.StatusCode.INVALID_ARGUMENT
     assert devices.check_prefix("0001") == "0001"
-    for bad in ("", "a/b", "assignment", " x"):
+    for bad in ("", "a/b", "a:b", "assignment", " x"):
         with pytest.raises(ValueError, match="core store prefix"):
             devices.check_prefix(bad)
 

@@ -1,8 +1,8 @@
 """Devices as VOLTHA's cores keep them: ids carrying their core store, states, and the checks on each call.
 
-A device id is its core store's prefix followed by 12 hexadecimal digits (VOLTHA 1.x's
-``create_cluster_device_id``: with a 4-digit store id such as ``0001`` the id is VOLTHA's 16-digit
-form), so any core can tell from the id alone which store, and so which core, holds the device.
+A device id is its core store's prefix, a colon and 12 hexadecimal digits (``vcore-1:4fa6bb473b1b``;
+VOLTHA 1.x's ``create_cluster_device_id`` put the store id in front the same way), so any core can
+tell from the id alone which store, and so which core, holds the device.
 
 The lifecycle follows VOLTHA's core: CreateDevice pre-provisions (admin PREPROVISIONED, oper and
 connect UNKNOWN); EnableDevice activates (ENABLED, ACTIVE, REACHABLE); DisableDevice keeps it
@@ -24,7 +24,7 @@ from . import __version__
 
 ID_DIGITS = 12
 HOST_AND_PORT = re.compile(r"[^\s:]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}")
-_ID_TAIL = re.compile(r"[0-9a-f]{%d}\Z" % ID_DIGITS)
+_ID_TAIL = re.compile(r":[0-9a-f]{%d}\Z" % ID_DIGITS)
 ADAPTER_ID = "simulated"
 VERSION = f"voltha-core-sim {__version__}"
 # The device types the simulated adapter takes: VOLTHA's own simulated OLT and ONU, and the types
@@ -46,23 +46,23 @@ class DeviceError(Exception):
 
 
 def check_prefix(prefix: str) -> str:
-    """A core store prefix: non-empty, no '/', and not the assignment's own key name."""
-    if not isinstance(prefix, str) or not prefix or "/" in prefix or prefix.strip() != prefix \
+    """A core store prefix: non-empty, no '/' or ':', and not the assignment's own key name."""
+    if not isinstance(prefix, str) or not prefix or "/" in prefix or ":" in prefix or prefix.strip() != prefix \
             or prefix == "assignment":
-        raise ValueError(f"a core store prefix must be non-empty text without '/' or spaces and other than "
+        raise ValueError(f"a core store prefix must be non-empty text without '/', ':' or spaces and other than "
                          f"'assignment', got {prefix!r}")
     return prefix
 
 
 def new_device_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(ID_DIGITS // 2)
+    return f"{prefix}:{secrets.token_hex(ID_DIGITS // 2)}"
 
 
 def store_of(device_id: str) -> str | None:
     """The store prefix a device id names; None when it is not a device id of ours."""
-    if not isinstance(device_id, str) or len(device_id) <= ID_DIGITS or not _ID_TAIL.search(device_id):
+    if not isinstance(device_id, str) or len(device_id) <= ID_DIGITS + 1 or not _ID_TAIL.search(device_id):
         return None
-    return device_id[:-ID_DIGITS]
+    return device_id[:-ID_DIGITS - 1]
 
 
 def not_found(device_id: str) -> DeviceError:
