@@ -147,3 +147,27 @@ def split_dynamic(config, resource_dir, node_id="envoyd", node_cluster="voltha")
 def dump_json(data):
     """Config files envoyd writes itself are compact JSON: Envoy and Python both read it fast."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+
+def secret_files(variables):
+    """[(path, text)] of the SDS files the shipped template's TLS listener reads (none without TLS).
+
+    Each holds one Secret naming the certificate files and the directory Envoy watches for them: a
+    file renamed into that directory (how certificates are rotated) is loaded again, without a restart.
+    """
+    cert, key = variables.get("tls_cert_file"), variables.get("tls_key_file")
+    if not cert:
+        return []
+    sds_dir = variables["sds_dir"]
+    secrets = [{"name": "nbi_certificate", "tls_certificate": {
+        "certificate_chain": {"filename": cert}, "private_key": {"filename": key},
+        "watched_directory": {"path": os.path.dirname(cert)}}}]
+    client_ca = variables.get("tls_client_ca_file")
+    if client_ca:
+        secrets.append({"name": "nbi_client_ca", "validation_context": {
+            "trusted_ca": {"filename": client_ca}, "watched_directory": {"path": os.path.dirname(client_ca)}}})
+    return [(os.path.join(sds_dir, secret["name"] + ".json"),
+             dump_json({"resources": [dict({"@type": SECRET_TYPE}, **secret)]})) for secret in secrets]

@@ -85,7 +85,15 @@ DEFAULT_VARIABLES = {
     # Retries in flight may be at most this share of the requests in flight (at least the minimum).
     "retry_budget_percent": 20,
     "retry_budget_min_concurrency": 10,
+    # TLS on the NBI listener (empty: plaintext): the certificate and key files, and a CA whose
+    # clients alone are let in (mutual TLS). Envoy reads them through SDS files in sds_dir (envoyd's
+    # config directory by default) and reloads them when they are replaced (renamed into place).
+    "tls_cert_file": "",
+    "tls_key_file": "",
+    "tls_client_ca_file": "",
+    "sds_dir": "",
 }
+_TLS_FILES = ("tls_cert_file", "tls_key_file", "tls_client_ca_file")
 _PORT_VARIABLES = ("listen_port", "admin_port", "core_port")
 # Envoy durations in its JSON form ("0.25s"); an empty value turns off what the variable sets.
 _DURATION_VARIABLES = ("keepalive_interval", "keepalive_timeout", "health_check_interval", "health_check_timeout",
@@ -185,6 +193,17 @@ def merge_variables(overrides):
         raise RenderError("template variable keepalive_timeout must be set when keepalive_interval is")
     if merged["health_check_interval"] and not merged["health_check_timeout"]:
         raise RenderError("template variable health_check_timeout must be set when health_check_interval is")
+    for name in _TLS_FILES + ("sds_dir",):
+        value = merged[name]
+        if value and (not isinstance(value, str) or not value.startswith("/")):
+            raise RenderError("template variable %s must be an absolute path, got %s" % (name, json.dumps(value)))
+    if bool(merged["tls_cert_file"]) != bool(merged["tls_key_file"]):
+        raise RenderError("template variables tls_cert_file and tls_key_file go together, got %s and %s"
+                          % (json.dumps(merged["tls_cert_file"]), json.dumps(merged["tls_key_file"])))
+    if merged["tls_client_ca_file"] and not merged["tls_cert_file"]:
+        raise RenderError("template variable tls_client_ca_file needs tls_cert_file and tls_key_file")
+    if merged["tls_cert_file"] and not merged["sds_dir"]:
+        raise RenderError("template variable sds_dir must be set when tls_cert_file is (envoyd sets it)")
     if merged["outlier_consecutive_failures"]:
         for name in ("outlier_interval", "outlier_base_ejection_time", "outlier_max_ejection_time"):
             if not merged[name]:

@@ -23,12 +23,18 @@ List* of the VOLTHA services) are retried on another core on reset, unavailable 
 timeout, within a retry budget; every other call, which may change state, is retried only when it
 never reached a core.
 
+TLS on the listener when the variable tls_cert_file is set: the certificate (and, for mutual TLS,
+the client CA) come through SDS files (_envoy/files.secret_files) that name the files and the
+directories to watch, so a certificate replaced on disk is served without a restart.
+
 Used by _envoy/render (the default template).
 """
 
 VOLTHA_TEMPLATE = """\
 {# Envoy v3 bootstrap for the VOLTHA NBI, rendered by voltha.envoy from the core assignment. #}
 {
+  {# Envoy needs a node for SDS (the TLS certificate); the dynamic layout's is the same. #}
+  "node": {"id": "envoyd", "cluster": "voltha"},
   "admin": {
     "address": {"socket_address": {"address": {{ admin_address }}, "port_value": {{ admin_port }}}}
   },
@@ -92,7 +98,30 @@ VOLTHA_TEMPLATE = """\
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
           }]
         }
-      }]}]
+      }]
+{%- if tls_cert_file %},
+      "transport_socket": {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+          "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+          "require_client_certificate": {{ tls_client_ca_file | length > 0 }},
+          "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificate_sds_secret_configs": [{"name": "nbi_certificate", "sds_config": {
+              "path_config_source": {"path": {{ sds_dir ~ '/nbi_certificate.json' }},
+                                     "watched_directory": {"path": {{ sds_dir }}}},
+              "resource_api_version": "V3"}}]
+{%- if tls_client_ca_file %},
+            "validation_context_sds_secret_config": {"name": "nbi_client_ca", "sds_config": {
+              "path_config_source": {"path": {{ sds_dir ~ '/nbi_client_ca.json' }},
+                                     "watched_directory": {"path": {{ sds_dir }}}},
+              "resource_api_version": "V3"}}
+{%- endif %}
+          }
+        }
+      }
+{%- endif %}
+      }]
     }],
     "clusters": [
 {%- for name in [cluster_name, rr_cluster_name] %}

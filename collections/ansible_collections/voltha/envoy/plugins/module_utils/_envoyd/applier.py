@@ -11,6 +11,7 @@ import time
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError, distinct_cores
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     dynamic_files,
+    secret_files,
     sha256_text,
     static_path,
     write_atomic,
@@ -42,7 +43,9 @@ class ConfigApplier:
                     template_text = handle.read()
             except OSError as err:
                 raise SettingsError("cannot read the template %s: %s" % (settings.template, err.strerror)) from err
-        self.renderer = Renderer(template_text, settings.variables, template_name=settings.template or "voltha")
+        variables = dict(settings.variables)
+        variables.setdefault("sds_dir", os.path.join(os.path.abspath(self.config_dir), "secrets"))
+        self.renderer = Renderer(template_text, variables, template_name=settings.template or "voltha")
         self.validator = EnvoyValidator(envoy_bin, self.config_dir,
                                         use_shape_cache=settings.validation == "shape-cache")
         self.applied_sha = None  # sha256 of the rendered text applied last (kept instead of megabytes of text)
@@ -71,6 +74,13 @@ class ConfigApplier:
         if sha == self.applied_sha:
             self.metrics.unchanged.inc()
             return ApplyResult(False, "unchanged")
+        try:
+            # The TLS listener's SDS files name only the certificate files: written before Envoy
+            # validates (it reads them) and left as they are when unchanged.
+            write_files(secret_files(self.renderer.variables))
+        except OSError as err:
+            self.metrics.rejects.labels(reason="apply").inc()
+            return ApplyResult(False, "apply", "cannot write the TLS secret files: %s" % err)
         try:
             how = self.validator.validate(text, config, fmt)
         except ConfigRejected as err:
