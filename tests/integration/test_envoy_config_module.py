@@ -16,6 +16,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import 
 from tests.support.ansible_runner import run_playbook
 from tests.support.envoyd_runner import envoyd_argv, envoyd_env
 from tests.support.grpc_client import NbiClient
+from tests.support.pki import certificate, pem
 
 CORES = {"vcore1": {"id": "core-1", "host": "10.0.1.5", "port": 50556},
          "vcore2": {"id": "core-2", "host": "10.0.1.6", "port": 50557}}
@@ -244,3 +245,20 @@ def test_written_config_serves(tmp_path, cores, start_envoy):
         assert {client.create_device() for _ in range(6)} == {cores[0].core_id, cores[1].core_id}
     finally:
         client.close()
+
+
+def test_tls_writes_its_sds_files_and_envoy_validates_the_listener(tmp_path):
+    ca, ca_key = certificate("ca", ca=True)
+    server, server_key = certificate("localhost", ca, ca_key, server=True)
+    (tmp_path / "nbi.pem").write_bytes(pem(server))
+    (tmp_path / "nbi.key").write_bytes(pem(key=server_key))
+    dest = tmp_path / "out" / "envoy.json"
+    variables = {"tls_cert_file": str(tmp_path / "nbi.pem"), "tls_key_file": str(tmp_path / "nbi.key")}
+    result = succeeded(play(tmp_path, task(dest=str(dest), assignment=CORES, variables=variables)))
+    secret = tmp_path / "out" / "secrets" / "nbi_certificate.json"
+    assert result["changed"] and result["validated"] and str(secret) in result["files"]
+    resource = json.loads(secret.read_text())["resources"][0]
+    assert resource["tls_certificate"]["certificate_chain"] == {"filename": str(tmp_path / "nbi.pem")}
+    listener = json.loads(dest.read_text())["static_resources"]["listeners"][0]
+    assert listener["filter_chains"][0]["transport_socket"]["name"] == "envoy.transport_sockets.tls"
+    assert not succeeded(play(tmp_path, task(dest=str(dest), assignment=CORES, variables=variables)))["changed"]

@@ -74,6 +74,10 @@ options:
         C(connect_timeout), C(buffer_limit_bytes), C(listener_name), C(cluster_name), C(rr_cluster_name),
         C(route_prefix) and C(round_robin_methods).
       - Ports may be V(0) (Envoy picks a free one), except C(core_port).
+      - TLS on the listener with C(tls_cert_file) and C(tls_key_file) (absolute paths), and mutual TLS with
+        C(tls_client_ca_file). Envoy reads them through SDS files the module writes into C(sds_dir) (default
+        C(secrets/) beside the config) and serves a certificate replaced on disk (renamed into place) without a
+        restart. In check mode a TLS config whose SDS files do not exist yet is not validated (a warning says so).
     type: dict
     default: {}
   validate:
@@ -222,6 +226,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection im
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import EnvoyNotFound, find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     layout_files,
+    secret_files,
     sha256_text,
     write_files,
 )
@@ -328,8 +333,14 @@ def make_renderer(module):
                 template_text = handle.read().decode("utf-8")
         except (OSError, UnicodeDecodeError) as err:
             module.fail_json(msg="cannot read the template %s: %s" % (template, getattr(err, "strerror", None) or err))
+    variables = dict(module.params["variables"])
+    if variables.get("tls_cert_file") and not variables.get("sds_dir"):
+        # The TLS listener's SDS files go beside the config by default.
+        dest = os.path.abspath(module.params["dest"])
+        base = dest if module.params["layout"] == "dynamic" else os.path.dirname(dest)
+        variables["sds_dir"] = os.path.join(base, "secrets")
     try:
-        return Renderer(template_text, module.params["variables"], template_name=template or "voltha")
+        return Renderer(template_text, variables, template_name=template or "voltha")
     except RenderError as err:
         module.fail_json(msg=str(err))
 
@@ -372,7 +383,17 @@ def main():
     text, config, fmt = rendered
     result.update(cores=len(cores), assignment=assignment_to_dict(cores), format=fmt, validated=False)
 
-    if params["validate"]:
+    # The TLS listener's SDS files (none without TLS): Envoy reads them when it validates the config.
+    secrets = [(path, data) for path, data in secret_files(renderer.variables) if read_text(path) != data]
+    if secrets and not module.check_mode:
+        try:
+            write_files(secrets)
+        except OSError as err:
+            module.fail_json(msg="cannot write %s: %s" % (err.filename, err.strerror or err), **result)
+    if params["validate"] and secrets and module.check_mode:
+        module.warn("check mode: the TLS secret files %s do not exist yet, so Envoy cannot validate the config"
+                    % ", ".join(path for path, dummy in secrets))
+    elif params["validate"]:
         try:
             validator = EnvoyValidator(find_envoy(params["envoy_bin"]), module.tmpdir, use_shape_cache=False)
             validator.validate(text, config, fmt)
@@ -395,7 +416,8 @@ def main():
         result["diff"] = dict(before=main_before or "", after=text,
                               before_header=files[0][0] if main_before is not None else "/dev/null",
                               after_header=files[0][0])
-    changed = bool(to_write)
+    changed = bool(to_write) or bool(secrets)
+    result["files"] += [path for path, dummy in secret_files(renderer.variables)]
     if to_write and not module.check_mode:
         try:
             write_files(to_write, mode=initial_mode(params["mode"]))
