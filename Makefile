@@ -38,6 +38,7 @@ lab: setup
 	@$(BIN)/ansible-playbook -i inventories/local playbooks/site.yml
 	@$(BIN)/python -m voltha_core_sim.nbi_client 127.0.0.1:50555 --count 3
 	@echo "NBI: 127.0.0.1:50555 (voltha.VolthaService through Envoy); Consul: http://127.0.0.1:8500"
+	@echo "Consul's ACL token for you: /etc/voltha-envoy/voltha/secrets/operator.token (export CONSUL_HTTP_TOKEN_FILE=...)"
 	@echo "Prometheus: http://127.0.0.1:9090 (targets: /targets, alerts: /alerts; queries in the README)"
 	@echo "Tear it down with: make lab-down"
 

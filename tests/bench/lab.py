@@ -73,9 +73,15 @@ def image_sizes(client: docker.DockerClient) -> list[tuple[str, int]]:
     return sorted(sizes)
 
 
+OPERATOR_TOKEN = Path(f"/etc/voltha-envoy/{STACK}/secrets/operator.token")  # the stack role's, with ACLs on
+
+
 def assignment() -> dict:
+    request = urllib.request.Request(ASSIGNMENT_URL)
+    if OPERATOR_TOKEN.exists():
+        request.add_header("X-Consul-Token", OPERATOR_TOKEN.read_text().strip())
     try:
-        with urllib.request.urlopen(ASSIGNMENT_URL, timeout=2) as answer:
+        with urllib.request.urlopen(request, timeout=2) as answer:
             return json.loads(answer.read() or b"{}")
     except (OSError, ValueError):
         return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 
 from cryptography import x509
@@ -15,7 +16,7 @@ def _name(common_name):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def certificate(subject, issuer=None, issuer_key=None, ca=False, server=False):
+def certificate(subject, issuer=None, issuer_key=None, ca=False, server=False, ip=None):
     """(certificate, key), signed by issuer (self-signed when None)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
@@ -25,7 +26,8 @@ def certificate(subject, issuer=None, issuer_key=None, ca=False, server=False):
                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
     if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        names = [x509.DNSName("localhost")] + ([x509.IPAddress(ipaddress.ip_address(ip))] if ip else [])
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key or key, hashes.SHA256()), key
 
 

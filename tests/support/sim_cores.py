@@ -17,7 +17,9 @@ from .processes import ManagedProcess, free_port
 class Core:
     """One simulated core process registered in Consul."""
 
-    def __init__(self, workdir: Path, core_id: str, consul_address: str, keys: dict, port: int | None = None):
+    def __init__(self, workdir: Path, core_id: str, consul_address: str, keys: dict, port: int | None = None,
+                 env: dict | None = None):
+        self.env = dict(source_env(), **(env or {}))  # e.g. CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT
         self.core_id = core_id
         self.port = port or free_port()
         self.log_path = workdir / f"{core_id}.log"
@@ -28,7 +30,7 @@ class Core:
         self.process: ManagedProcess | None = None
 
     def start(self) -> Core:
-        self.process = ManagedProcess(self.core_id, self.argv, self.log_path, env=source_env())
+        self.process = ManagedProcess(self.core_id, self.argv, self.log_path, env=self.env)
         client = NbiClient(f"127.0.0.1:{self.port}")
         try:
             self.process.wait_ready(lambda: self._answers(client), 20)

@@ -116,6 +116,19 @@ class FakeAgent:
         return True
 
 
+class FakeHTTP:
+    """The one raw request the simulator makes: PUT /v1/txn (election.txn_put)."""
+
+    def __init__(self, consul):
+        self.consul = consul
+        self.headers = []
+
+    def put(self, callback, path, params=None, data="", headers=None):
+        assert path == "/v1/txn"
+        self.headers.append(headers)
+        return self.consul.txn.put(json.loads(data))
+
+
 class FakeConsul:
     def __init__(self):
         self.index = 10
@@ -125,8 +138,12 @@ class FakeConsul:
         self.fail_next: list[Exception] = []
         self.kv = FakeKV(self)
         self.txn = FakeTxn(self)
+        self.http = FakeHTTP(self)
         self.session = FakeSession(self)
         self.agent = FakeAgent()
+
+    def prepare_headers(self, token=None):
+        return {"X-Consul-Token": token} if token else {}
 
     def invalidate(self, session_id):
         """What Consul does when a session's check fails: release its locks."""

@@ -26,6 +26,7 @@ import threading
 import time
 
 from .devices import from_json, store_of, to_json
+from .election import txn_put
 
 DEVICES = "devices"
 
@@ -251,7 +252,7 @@ class CoreStores:
                     except queue.Empty:
                         break
             try:
-                client.txn.put([_operation(w.key, w.value) for w in batch])
+                txn_put(client, [_operation(w.key, w.value) for w in batch])
             except Exception as error:
                 failures += 1
                 self._behind.set()

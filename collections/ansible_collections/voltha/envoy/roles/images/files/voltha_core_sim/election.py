@@ -21,6 +21,14 @@ LEADER, FOLLOWER, FREE = "leader", "follower", "free"
 DEFAULT_LOCK_KEY = "service/voltha/leader"
 
 
+def txn_put(client, operations):
+    """PUT /v1/txn with the client's ACL token (py-consul's txn.put sends none, so Consul's ACLs
+    refuse every operation in it)."""
+    from consul.callback import CB
+
+    return client.http.put(CB.json(), "/v1/txn", data=json.dumps(operations), headers=client.prepare_headers())
+
+
 class NotLeader(Exception):
     """The lock is not held by our session (any more)."""
 
@@ -166,7 +174,7 @@ class LeaderKV:
 
     def _run(self, operations) -> bool:
         try:
-            self.client.txn.put(operations)
+            txn_put(self.client, operations)
         except Exception as error:
             text = _text(error)
             if "failed session check" in text or "lock not held" in text or "invalid session" in text:

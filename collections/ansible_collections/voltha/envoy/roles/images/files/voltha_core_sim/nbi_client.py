@@ -22,15 +22,15 @@ import grpc
 from google.protobuf import empty_pb2, json_format
 from voltha_protos import common_pb2, device_pb2, voltha_pb2_grpc
 
-CORE_HEADER = "voltha-core-id"  # set by every simulated core on every answer
+CORE_HEADER = "voltha-core-id"  # the trailer every simulated core sets on every answer
 CHANGES = {"enable": "EnableDevice", "disable": "DisableDevice", "reboot": "RebootDevice", "delete": "DeleteDevice"}
 VERBS = ("create", "list", "get", *CHANGES, "adapters", "types", "version")
 
 
 def core_of(call) -> str | None:
-    """The core that answered a call (its ``voltha-core-id`` header); None when it did not say."""
+    """The core that answered a call (its ``voltha-core-id`` trailer); None when it did not say."""
     try:
-        metadata = call.initial_metadata() or ()
+        metadata = tuple(call.trailing_metadata() or ())
     except Exception:
         return None
     return next((value for key, value in metadata if key == CORE_HEADER), None)

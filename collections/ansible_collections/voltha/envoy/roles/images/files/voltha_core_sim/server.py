@@ -7,7 +7,7 @@ when that core does not answer, reads the store in Consul (reads only: a change 
 store has moved to a living core). ListDevices asks every core for the stores it serves and reads
 Consul for stores no living core answers for, so it is cluster-wide and lists each device once.
 
-Every answer carries the header ``voltha-core-id``: the core the call reached, so a client can tell
+Every answer carries the trailer ``voltha-core-id``: the core the call reached, so a client can tell
 which core Envoy chose. Methods the simulator does not implement answer UNIMPLEMENTED naming the
 method. The standard gRPC health service reports SERVING.
 """
@@ -47,10 +47,13 @@ PEER_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 
 
 def _answer(method):
-    """Send our core id first; turn a DeviceError into its gRPC status."""
+    """Name our core in the trailers; turn a DeviceError into its gRPC status.
+
+    A trailer, not a header sent first: Envoy retries a read on another core only while the core has
+    sent nothing back, so the answer's headers must leave with the answer."""
     @functools.wraps(method)
     def handler(self, request, context):
-        context.send_initial_metadata(((CORE_HEADER, self.core_id),))
+        context.set_trailing_metadata(((CORE_HEADER, self.core_id),))
         try:
             return method(self, request, context)
         except DeviceError as error:
@@ -60,7 +63,7 @@ def _answer(method):
 
 def _unimplemented(name):
     def handler(self, request, context):
-        context.send_initial_metadata(((CORE_HEADER, self.core_id),))
+        context.set_trailing_metadata(((CORE_HEADER, self.core_id),))
         context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{SERVICE.full_name}/{name} is not simulated by this core")
     handler.__name__ = name
     return handler

@@ -1,0 +1,163 @@
+"""Consul with ACLs on (default deny) and Consul over HTTPS, against the real agent: anonymous access
+is refused, envoyd and the cores work with tokens of their own, a revoked token is logged once (never
+the token) while Envoy keeps serving, and envoyd, the cores and the modules reach Consul over TLS.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.support.ansible_runner import run_playbook
+from tests.support.consul_agent import ConsulAgent
+from tests.support.grpc_client import NbiClient
+from tests.support.pki import certificate, pem
+from tests.support.processes import free_port, wait_for
+from tests.support.sim_cores import Core, assigned
+
+pytestmark = pytest.mark.slow
+ROOT = "test/acl"
+KEYS = {"service": "vcore-acl", "assignment": f"{ROOT}/assignment", "lock": f"{ROOT}/leader"}
+POLICIES = {
+    # What a core does: register itself, run for leader, write the assignment and its core store,
+    # and prune the registrations of dead cores.
+    "cores": f'service_prefix "" {{ policy = "write" }} node_prefix "" {{ policy = "write" }} '
+             f'session_prefix "" {{ policy = "write" }} agent_prefix "" {{ policy = "read" }} '
+             f'key_prefix "{ROOT}/" {{ policy = "write" }}',
+    # envoyd reads the assignment and nothing else.
+    "envoyd": f'key "{KEYS["assignment"]}" {{ policy = "read" }}',
+}
+
+
+def call(url, method="GET", token=None, body=None):
+    """(status, decoded answer) of one HTTP request to Consul."""
+    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    if token:
+        request.add_header("X-Consul-Token", token)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            text = answer.read()
+            return answer.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+@pytest.fixture
+def acl_consul(tmp_path):
+    master = str(uuid.uuid4())
+    agent = ConsulAgent(tmp_path / "consul", extra_config={"acl": {
+        "enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
+        "tokens": {"master": master, "agent": master}}})
+    try:
+        agent.start()
+        tokens = {}
+        for name, rules in POLICIES.items():
+            status, _ = call(f"{agent.url}/v1/acl/policy", "PUT", master, {"Name": name, "Rules": rules})
+            assert status == 200
+            status, token = call(f"{agent.url}/v1/acl/token", "PUT", master,
+                                 {"Description": name, "Policies": [{"Name": name}]})
+            assert status == 200
+            tokens[name] = token
+            (tmp_path / f"{name}.token").write_text(token["SecretID"])
+        yield agent, master, tokens
+    finally:
+        agent.stop()
+
+
+def test_acls_refuse_anonymous_access_and_the_parts_work_with_their_tokens(acl_consul, tmp_path, start_envoyd):
+    agent, master, tokens = acl_consul
+    key_url = f"{agent.url}/v1/kv/{KEYS['assignment']}"
+    assert call(key_url, "PUT", body={"evil": {"id": "x", "host": "192.0.2.1"}})[0] == 403
+    assert call(key_url, "PUT", tokens["envoyd"]["SecretID"], body={})[0] == 403  # envoyd may only read
+    cores = [Core(tmp_path / f"core-{n}", f"core-{n}", agent.address, KEYS,
+                  env={"CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "cores.token")}) for n in range(2)]
+    for directory in (tmp_path / "core-0", tmp_path / "core-1"):
+        directory.mkdir()
+    try:
+        for core in cores:
+            core.start()
+        want = {c.core_id: ("127.0.0.1", c.port) for c in cores}
+        wait_for(lambda: assigned(agent_kv(agent, master), KEYS["assignment"]) == want, 20,
+                 "the cores' assignment, written with their token")
+        assert call(key_url)[0] == 403  # an anonymous read of the key
+        envoyd = start_envoyd(agent.address, extra=("--assignment-key", KEYS["assignment"],
+                                                    "--consul-token-file", str(tmp_path / "envoyd.token")))
+        client = NbiClient(envoyd.nbi)
+        try:
+            wait_for(lambda: {client.get_voltha() for _ in range(6)} == {"core-0", "core-1"}, 15,
+                     "calls reaching both cores")
+            # The token is revoked: envoyd says so once, Envoy keeps serving the last good config.
+            status, _ = call(f"{agent.url}/v1/acl/token/{tokens['envoyd']['AccessorID']}", "DELETE", master)
+            assert status == 200
+            wait_for(lambda: "403" in envoyd.log(), 15, "envoyd seeing Consul refuse its token")
+            assert {client.get_voltha() for _ in range(6)} == {"core-0", "core-1"}
+            assert envoyd.process.alive()
+        finally:
+            client.close()
+        log = envoyd.log()
+        assert tokens["envoyd"]["SecretID"] not in log and master not in log
+        assert log.count("403") <= 3, log[-3000:]  # once per change of state, not once per retry
+        for core in cores:
+            assert tokens["cores"]["SecretID"] not in core.log()
+    finally:
+        for core in cores:
+            core.stop()
+
+
+def agent_kv(agent, token):
+    import consul
+
+    return consul.Consul(host="127.0.0.1", port=agent.http_port, token=token).kv
+
+
+@pytest.fixture
+def tls_consul(tmp_path):
+    ca, ca_key = certificate("consul test CA", ca=True)
+    server, server_key = certificate("localhost", ca, ca_key, server=True, ip="127.0.0.1")
+    files = {"ca": tmp_path / "consul-ca.pem", "cert": tmp_path / "consul.pem", "key": tmp_path / "consul.key"}
+    files["ca"].write_bytes(pem(ca))
+    files["cert"].write_bytes(pem(server))
+    files["key"].write_bytes(pem(key=server_key))
+    agent = ConsulAgent(tmp_path / "consul", extra_config={
+        "ca_file": str(files["ca"]), "cert_file": str(files["cert"]), "key_file": str(files["key"])})
+    agent.https_port = agent.config["ports"]["https"] = free_port()
+    try:
+        agent.start()
+        yield agent, files
+    finally:
+        agent.stop()
+
+
+def test_envoyd_the_cores_and_the_modules_reach_consul_over_https(tls_consul, tmp_path, start_envoyd):
+    agent, files = tls_consul
+    https = f"https://127.0.0.1:{agent.https_port}"
+    core_dir = tmp_path / "core-0"
+    core_dir.mkdir()
+    core = Core(core_dir, "core-0", https, KEYS, env={"CONSUL_CACERT": str(files["ca"])})
+    try:
+        core.start()
+        want = {"core-0": ("127.0.0.1", core.port)}
+        wait_for(lambda: assigned(agent.client().kv, KEYS["assignment"]) == want, 20,
+                 "the assignment written over HTTPS")
+        envoyd = start_envoyd(https, extra=("--assignment-key", KEYS["assignment"], "--consul-ca-file",
+                                            str(files["ca"])))
+        client = NbiClient(envoyd.nbi)
+        try:
+            wait_for(lambda: client.get_voltha() == "core-0", 15, "calls through envoyd's routing")
+        finally:
+            client.close()
+        run = run_playbook(tmp_path / "play", [{"name": "read", "voltha.envoy.core_assignment": {
+            "state": "read", "key": KEYS["assignment"], "host": "127.0.0.1", "port": agent.https_port,
+            "scheme": "https", "ca_path": str(files["ca"])}}])
+        assert run.rc == 0 and run["read"]["cores"][0]["id"] == "core-0", run.stdout[-2000:]
+        # Without the CA the certificate is not trusted: refused, with the reason.
+        run = run_playbook(tmp_path / "play", [{"name": "read", "voltha.envoy.core_assignment": {
+            "state": "read", "key": KEYS["assignment"], "host": "127.0.0.1", "port": agent.https_port,
+            "scheme": "https"}}])
+        assert run.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in json.dumps(run["read"]), run.stdout[-2000:]
+    finally:
+        core.stop()
