@@ -54,6 +54,16 @@ def tool_env(work: Path) -> dict:
                 GALAXY_IMPORTER_CONFIG=str(work / "importer.cfg"), ANSIBLE_NOCOLOR="1", NO_COLOR="1")
 
 
+def installed_env(work: Path) -> dict:
+    """The environment of a playbook that sees only the collection installed in work/collections and
+    the ansible package's collections: not the checkout's, which the venv's path file puts on
+    sys.path (Ansible scans it unless told not to), nor any ANSIBLE_* setting of ours."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([str(work / "collections"), dependency_collections()]),
+               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return env
+
+
 def run(argv, env, cwd=None) -> tuple[int, str]:
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
     return done.returncode, done.stdout + done.stderr
@@ -153,9 +163,7 @@ def images() -> int:
         play = work / "playbook"
         play.mkdir()
         (play / "images.yml").write_text(IMAGES_PLAY)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
-        env.update(ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([str(work / "collections"), dependency_collections()]),
-                   ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+        env = installed_env(work)
         done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-e",
                                f"ansible_python_interpreter={VENV_BIN / 'python'}", "images.yml"],
                               cwd=play, env=env, text=True, capture_output=True)

@@ -10,14 +10,13 @@ test runs the installed role with its defaults, fetching everything itself.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from scripts.collection_checks import build_and_install, dependency_collections
+from scripts.collection_checks import build_and_install, installed_env
 from tests.support.paths import REPO, STATE
 
 pytestmark = pytest.mark.slow
@@ -55,11 +54,7 @@ def test_the_installed_tarball_builds_and_deploys_the_lab_from_an_empty_director
     (play / "site.yml").write_text(PLAY)
     (play / "teardown.yml").write_text(TEARDOWN)
     (play / "inventory.json").write_text(json.dumps(INVENTORY))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
-    # Only the installed copy and the ansible package's collections: not the checkout's, which the
-    # venv's path file puts on sys.path (Ansible scans it unless told not to).
-    env.update(ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([str(tmp_path / "collections"), dependency_collections()]),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env = installed_env(tmp_path)
     playbook = str(Path(sys.executable).parent / "ansible-playbook")
 
     def run(name):
