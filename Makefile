@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export STATE_DIR ?= $(CURDIR)/.state
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-processes lab-processes-down constraints clean
+.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-rotate-tls lab-processes lab-processes-down constraints clean
 
 help:
 	@echo "make lab    bring up the local lab"
@@ -32,15 +32,26 @@ docs: setup
 	@$(PYTHON) scripts/collection_checks.py docs
 
 # The local lab: every image built from source (offline), a one-node swarm, the stack deployed,
-# then one call through the NBI. `make lab-down` removes the stack.
+# then one call through the NBI. `make lab-down` removes the stack. TLS=1: the NBI with mutual TLS
+# (a local CA; the client's files in /etc/voltha-envoy/voltha/tls).
+comma       := ,
+LAB_TLS_DIR := /etc/voltha-envoy/voltha/tls
+LAB_ARGS    := $(if $(TLS),-e stack_nbi_tls=true -e stack_nbi_tls_client_auth=true)
+NBI_TLS     := $(if $(TLS),--tls-ca $(LAB_TLS_DIR)/ca.crt --tls-cert $(LAB_TLS_DIR)/client.crt --tls-key $(LAB_TLS_DIR)/client.key)
+
 lab: setup
 	@$(PYTHON) scripts/docker_engine.py system
-	@$(BIN)/ansible-playbook -i inventories/local playbooks/site.yml
-	@$(BIN)/python -m voltha_core_sim.nbi_client 127.0.0.1:50555 --count 3
-	@echo "NBI: 127.0.0.1:50555 (voltha.VolthaService through Envoy); Consul: http://127.0.0.1:8500"
+	@$(BIN)/ansible-playbook -i inventories/local playbooks/site.yml $(LAB_ARGS)
+	@$(BIN)/python -m voltha_core_sim.nbi_client 127.0.0.1:50555 --count 3 $(NBI_TLS)
+	@echo "NBI: 127.0.0.1:50555 (voltha.VolthaService through Envoy$(if $(TLS),$(comma) mutual TLS: $(NBI_TLS))); Consul: http://127.0.0.1:8500"
 	@echo "Consul's ACL token for you: /etc/voltha-envoy/voltha/secrets/operator.token (export CONSUL_HTTP_TOKEN_FILE=...)"
 	@echo "Prometheus: http://127.0.0.1:9090 (targets: /targets, alerts: /alerts; queries in the README)"
 	@echo "Tear it down with: make lab-down"
+
+# A new certificate (and key) for the NBI of a `make lab TLS=1`, rolled in without a failed call.
+lab-rotate-tls: setup
+	@$(BIN)/ansible-playbook -i inventories/local playbooks/deploy.yml -e stack_nbi_tls=true \
+	  -e stack_nbi_tls_client_auth=true -e stack_nbi_tls_rotate=true
 
 lab-down:
 	@$(BIN)/ansible-playbook -i inventories/local playbooks/teardown.yml

@@ -41,7 +41,7 @@ OFFLINE_ANSIBLE_LINT = True
 
 
 def dependency_collections() -> str:
-    """Where community.docker and community.general are: the ansible package in .venv."""
+    """Where community.docker, community.general and community.crypto are: the ansible package in .venv."""
     found = sorted((REPO / ".venv" / "lib").glob("python3*/site-packages"))
     if not found:
         raise SystemExit("collection checks: no .venv; run make setup first")

@@ -19,6 +19,7 @@ from voltha_protos import voltha_pb2_grpc
 
 from tests.support.pki import certificate, pem, replace_file
 from tests.support.processes import wait_for
+from voltha_core_sim.nbi_client import Tls, nbi_channel
 
 pytestmark = pytest.mark.slow
 KEY = "test/tls/assignment"
@@ -35,8 +36,10 @@ def pki(tmp_path):
     files["ca"].write_bytes(pem(ca))
     files["cert"].write_bytes(pem(server))
     files["key"].write_bytes(pem(key=server_key))
-    return {"ca": ca, "ca_key": ca_key, "files": files, "client": (pem(client), pem(key=client_key)),
-            "server": server}
+    files["client_cert"], files["client_key"] = certs / "client.pem", certs / "client.key"
+    files["client_cert"].write_bytes(pem(client))
+    files["client_key"].write_bytes(pem(key=client_key))
+    return {"ca": ca, "ca_key": ca_key, "files": files, "server": server}
 
 
 def tls_envoyd(consul_agent, cores, start_envoyd, pki, mutual=False):
@@ -51,12 +54,12 @@ def tls_envoyd(consul_agent, cores, start_envoyd, pki, mutual=False):
 
 
 def channel(address, pki, client_cert=False, plaintext=False):
+    """A channel of the simulator's NBI client (the operator's tool), plaintext or TLS."""
     if plaintext:
-        return grpc.insecure_channel(address)
-    chain, key = pki["client"] if client_cert else (None, None)
-    credentials = grpc.ssl_channel_credentials(root_certificates=pem(pki["ca"]), private_key=key,
-                                               certificate_chain=chain)
-    return grpc.secure_channel(address.replace("127.0.0.1", "localhost"), credentials)
+        return nbi_channel(address)
+    files = pki["files"]
+    cert, key = (str(files["client_cert"]), str(files["client_key"])) if client_cert else (None, None)
+    return nbi_channel(address, Tls(str(files["ca"]), cert, key, server_name="localhost"))
 
 
 def version(chan) -> str:

@@ -4,6 +4,7 @@
 // grpc_health_probe (including FROM scratch).
 //
 //	health-probe grpc HOST:PORT [-service NAME | -method /pkg.Service/Method] [-timeout D]
+//	             [-tls-ca FILE [-tls-cert FILE -tls-key FILE] [-tls-server-name NAME]]
 //	health-probe http URL [-timeout D]
 //	health-probe tcp HOST:PORT [-timeout D]
 //
@@ -35,6 +36,7 @@ const (
 
 const help = `usage:
   health-probe grpc HOST:PORT [-service NAME | -method /pkg.Service/Method] [-timeout D]
+               [-tls-ca FILE [-tls-cert FILE -tls-key FILE] [-tls-server-name NAME]]
   health-probe http URL [-timeout D]
   health-probe tcp HOST:PORT [-timeout D]
 exit status: 0 healthy, 1 unhealthy, 2 usage error
@@ -56,6 +58,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 2*time.Second, "bound on the whole probe")
 	service := fs.String("service", "", "grpc: service name sent in the health check request")
 	method := fs.String("method", "", "grpc: call `/pkg.Service/Method` with an empty message instead of the health check")
+	tlsCA := fs.String("tls-ca", "", "grpc: speak TLS, trusting the CA certificates in this PEM `file`")
+	tlsCert := fs.String("tls-cert", "", "grpc: the client certificate for mutual TLS (PEM `file`)")
+	tlsKey := fs.String("tls-key", "", "grpc: its private key (PEM `file`)")
+	tlsServerName := fs.String("tls-server-name", "", "grpc: the `name` the server's certificate must carry (default: the target's host)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 
 	// One line, since probe output usually ends up in a container's health log.
@@ -86,8 +92,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return usageErr("-timeout must be positive, got %s", *timeout)
 	}
 	mode, target := pos[0], pos[1]
-	if mode != "grpc" && (*service != "" || *method != "") {
-		return usageErr("-service and -method apply only to grpc")
+	if mode != "grpc" && (*service != "" || *method != "" || *tlsCA != "" || *tlsCert != "" || *tlsKey != "") {
+		return usageErr("-service, -method and -tls-* apply only to grpc")
+	}
+	tlsConf, err := tlsConfig(*tlsCA, *tlsCert, *tlsKey, *tlsServerName)
+	if err != nil {
+		return usageErr("%v", err)
 	}
 
 	label := mode + " " + target
@@ -105,12 +115,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return usageErr("%v", err)
 			}
 			label += " " + *method
-			probe = func(ctx context.Context) error { return probeGRPCMethod(ctx, target, *method) }
+			probe = func(ctx context.Context) error { return probeGRPCMethod(ctx, target, *method, tlsConf) }
 		default:
 			if *service != "" {
 				label += fmt.Sprintf(" service %q", *service)
 			}
-			probe = func(ctx context.Context) error { return probeGRPCHealth(ctx, target, *service) }
+			probe = func(ctx context.Context) error { return probeGRPCHealth(ctx, target, *service, tlsConf) }
 		}
 	case "http":
 		u, err := url.Parse(target)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -36,14 +38,14 @@ var servingStatusNames = [...]string{"UNKNOWN", "SERVING", "NOT_SERVING", "SERVI
 const statusServing = 1
 
 // probeGRPCHealth calls grpc.health.v1.Health/Check and requires SERVING.
-func probeGRPCHealth(ctx context.Context, addr, service string) error {
+func probeGRPCHealth(ctx context.Context, addr, service string, tlsConf *tls.Config) error {
 	var req []byte // HealthCheckRequest; proto3 omits the empty string entirely
 	if service != "" {
 		req = append(req, 1<<3|2) // field 1, wire type 2 (length-delimited)
 		req = binary.AppendUvarint(req, uint64(len(service)))
 		req = append(req, service...)
 	}
-	body, err := grpcCall(ctx, addr, healthCheckMethod, req)
+	body, err := grpcCall(ctx, addr, healthCheckMethod, req, tlsConf)
 	if err != nil {
 		return err
 	}
@@ -63,19 +65,24 @@ func probeGRPCHealth(ctx context.Context, addr, service string) error {
 
 // probeGRPCMethod calls an arbitrary unary method with an empty message
 // (e.g. google.protobuf.Empty) and requires grpc-status OK.
-func probeGRPCMethod(ctx context.Context, addr, method string) error {
-	_, err := grpcCall(ctx, addr, method, nil)
+func probeGRPCMethod(ctx context.Context, addr, method string, tlsConf *tls.Config) error {
+	_, err := grpcCall(ctx, addr, method, nil, tlsConf)
 	return err
 }
 
-// grpcCall makes one unary gRPC call over cleartext HTTP/2 and returns the
-// response body (still gRPC-framed) when grpc-status is 0.
-func grpcCall(ctx context.Context, addr, method string, msg []byte) ([]byte, error) {
+// grpcCall makes one unary gRPC call over HTTP/2, cleartext (h2c) or TLS when
+// tlsConf is set, and returns the response body (still gRPC-framed) when
+// grpc-status is 0.
+func grpcCall(ctx context.Context, addr, method string, msg []byte, tlsConf *tls.Config) ([]byte, error) {
 	frame := make([]byte, 5, 5+len(msg)) // compressed flag 0, then big-endian length
 	binary.BigEndian.PutUint32(frame[1:], uint32(len(msg)))
 	frame = append(frame, msg...)
 
-	u := url.URL{Scheme: "http", Host: addr, Path: method}
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	u := url.URL{Scheme: scheme, Host: addr, Path: method}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(frame))
 	if err != nil {
 		return nil, err
@@ -88,13 +95,14 @@ func grpcCall(ctx context.Context, addr, method string, msg []byte) ([]byte, err
 		req.Header.Set("grpc-timeout", grpcTimeout(time.Until(deadline)))
 	}
 
-	// h2c: AllowHTTP permits the http scheme, and the "TLS" dial is a plain one.
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+	tr := &http2.Transport{TLSClientConfig: tlsConf}
+	if tlsConf == nil {
+		// h2c: AllowHTTP permits the http scheme, and the "TLS" dial is a plain one.
+		tr.AllowHTTP = true
+		tr.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
-		},
+		}
 	}
 	defer tr.CloseIdleConnections()
 
@@ -256,4 +264,35 @@ func probeTCP(ctx context.Context, addr string) error {
 		return err
 	}
 	return conn.Close()
+}
+
+// tlsConfig is the client's TLS for gRPC: the CA certificates that sign the
+// server's, and a client certificate for mutual TLS. nil without a CA: h2c.
+func tlsConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
+	if caFile == "" {
+		if certFile != "" || keyFile != "" || serverName != "" {
+			return nil, errors.New("-tls-cert, -tls-key and -tls-server-name need -tls-ca")
+		}
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-ca: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-tls-ca: no PEM certificate in %s", caFile)
+	}
+	conf := &tls.Config{RootCAs: roots, ServerName: serverName, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12}
+	if certFile != "" || keyFile != "" {
+		if certFile == "" || keyFile == "" {
+			return nil, errors.New("-tls-cert and -tls-key go together")
+		}
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	return conf, nil
 }

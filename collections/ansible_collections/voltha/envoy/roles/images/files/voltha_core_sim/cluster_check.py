@@ -45,7 +45,7 @@ def assignment_ids(consul: str, key: str, timeout: float) -> list[str]:
 
 
 def reached(nbi: str, wanted: set[str], calls: int, timeout: float,
-            at_least: int = 0) -> tuple[dict[str, int], list[str]]:
+            at_least: int = 0, tls=None) -> tuple[dict[str, int], list[str]]:
     """CreateDevice calls until every wanted core answered, at least ``at_least`` and at most ``calls``
     of them (round-robin reaches every routed core, wanted or not, in two turns): (answers by core,
     errors)."""
@@ -53,7 +53,7 @@ def reached(nbi: str, wanted: set[str], calls: int, timeout: float,
 
     from .nbi_client import NbiClient
 
-    client = NbiClient(nbi)
+    client = NbiClient(nbi, tls)
     answers: dict[str, int] = {}
     errors: list[str] = []
     try:
@@ -89,6 +89,8 @@ def differences(running: set[str], assigned: list[str] | None, answers: dict[str
 
 
 def main(argv=None) -> int:
+    from .nbi_client import add_tls_arguments, tls_of
+
     parser = argparse.ArgumentParser(prog="python -m voltha_core_sim.cluster_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("nbi", help="HOST:PORT of the NBI")
@@ -97,6 +99,7 @@ def main(argv=None) -> int:
     parser.add_argument("--assignment-key", default="service/voltha/data/core/assignment")
     parser.add_argument("--calls", type=int, default=0, help="CreateDevice calls at most (default: 4 per core)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per call (default %(default)s)")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
     running = {core for core in args.cores.split(",") if core}
     if not running:
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
             return 1
     routed = running | set(assigned or ())
     answers, errors = reached(args.nbi, running, max(args.calls or 4 * len(routed), 2 * len(routed)), args.timeout,
-                              at_least=2 * len(routed))
+                              at_least=2 * len(routed), tls=tls_of(args))
     found = differences(running, assigned, answers, errors)
     if found:
         print("cluster check: " + "; ".join(found), file=sys.stderr)

@@ -23,7 +23,7 @@ from collections import Counter
 import grpc
 from voltha_protos import common_pb2
 
-from .nbi_client import NbiClient
+from .nbi_client import NbiClient, add_tls_arguments, tls_of
 
 ADMIN, OPER, CONNECT = common_pb2.AdminState, common_pb2.OperStatus, common_pb2.ConnectStatus
 STEPS = (("enable", (ADMIN.ENABLED, OPER.ACTIVE, CONNECT.REACHABLE)),
@@ -103,8 +103,9 @@ def main(argv=None) -> int:
     parser.add_argument("--lifecycle", action="store_true", help="then enable, disable, reboot and delete each")
     parser.add_argument("--within", type=float, default=5.0,
                         help="seconds the checks may take to pass (default %(default)s)")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
-    nbi = NbiClient(args.nbi)
+    nbi = NbiClient(args.nbi, tls_of(args))
     cores: dict[str, NbiClient] = {}
     started = time.monotonic()
     try:

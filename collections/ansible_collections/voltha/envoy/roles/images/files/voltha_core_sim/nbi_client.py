@@ -9,7 +9,8 @@ python -m voltha_core_sim.nbi_client ADDRESS [VERB [ARG ...]] [--json]
   enable|disable|reboot|delete ID ...
   adapters | types | version   ListAdapters, ListDeviceTypes, GetVoltha
 
-Errors print the gRPC status and VOLTHA's message, and the exit status is 1.
+Errors print the gRPC status and VOLTHA's message, and the exit status is 1. An NBI that serves TLS
+takes --tls-ca (and --tls-cert/--tls-key when it asks for a client certificate).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import NamedTuple
 
 import grpc
 from google.protobuf import empty_pb2, json_format
@@ -36,9 +38,57 @@ def core_of(call) -> str | None:
     return next((value for key, value in metadata if key == CORE_HEADER), None)
 
 
+class Tls(NamedTuple):
+    """The client's side of the NBI's TLS: the CA file, and for mutual TLS a certificate and key."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("TLS", "for an NBI that serves TLS (plaintext without --tls-ca)")
+    group.add_argument("--tls-ca", metavar="FILE", help="the CA certificates (PEM) that sign the NBI's")
+    group.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM), for mutual TLS")
+    group.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    group.add_argument("--tls-server-name", metavar="NAME",
+                       help="the name the NBI's certificate must carry (default: the address's host)")
+
+
+def tls_of(args: argparse.Namespace) -> Tls | None:
+    if not args.tls_ca:
+        if args.tls_cert or args.tls_key or args.tls_server_name:
+            raise SystemExit("--tls-cert, --tls-key and --tls-server-name need --tls-ca")
+        return None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together")
+    return Tls(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+
+
+def _read(path: str | None, option: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise SystemExit(f"{option} {path}: {err.strerror}") from None
+
+
+def nbi_channel(address: str, tls: Tls | None = None) -> grpc.Channel:
+    """A channel to the NBI: plaintext, or TLS when tls names a CA."""
+    if tls is None:
+        return grpc.insecure_channel(address)
+    credentials = grpc.ssl_channel_credentials(_read(tls.ca_file, "--tls-ca"), _read(tls.key_file, "--tls-key"),
+                                               _read(tls.cert_file, "--tls-cert"))
+    options = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
+    return grpc.secure_channel(address, credentials, options=options)
+
+
 class NbiClient:
-    def __init__(self, address: str):
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address: str, tls: Tls | None = None):
+        self.channel = nbi_channel(address, tls)
         self.stub = voltha_pb2_grpc.VolthaServiceStub(self.channel)
 
     def call(self, method: str, request, timeout: float = 5.0):
@@ -133,8 +183,9 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=1, help="without a verb: calls of each kind (default 1)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON, one document per line")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
-    client = NbiClient(args.address)
+    client = NbiClient(args.address, tls_of(args))
     try:
         lines = run(client, args.verb, args.values, args.count, args.timeout, args.json)
     except grpc.RpcError as err:

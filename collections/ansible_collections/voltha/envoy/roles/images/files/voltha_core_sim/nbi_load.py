@@ -17,16 +17,16 @@ import threading
 import time
 
 
-def run(address: str, rate: float, duration: float, stop_file: str | None = None, keep_calls: bool = False) -> dict:
+def run(address: str, rate: float, duration: float, stop_file: str | None = None, keep_calls: bool = False,
+        tls=None) -> dict:
     """The load's counts; with keep_calls also "calls", every call as (start, seconds, core or None,
     error code or None), start on time.monotonic()'s clock."""
-    import grpc
     from google.protobuf import empty_pb2
     from voltha_protos import device_pb2, voltha_pb2_grpc
 
-    from .nbi_client import core_of
+    from .nbi_client import core_of, nbi_channel
 
-    channel = grpc.insecure_channel(address)
+    channel = nbi_channel(address, tls)
     stub = voltha_pb2_grpc.VolthaServiceStub(channel)
     lock = threading.Lock()
     counts = {"ok": 0, "failed": 0}
@@ -79,6 +79,8 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
 
 
 def main(argv=None) -> int:
+    from .nbi_client import add_tls_arguments, tls_of
+
     parser = argparse.ArgumentParser(prog="python -m voltha_core_sim.nbi_load", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("address", help="HOST:PORT of the NBI")
@@ -86,8 +88,9 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds at most (default %(default)s)")
     parser.add_argument("--stop-file", help="stop as soon as this file exists")
     parser.add_argument("--output", help="also write the JSON result here")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
-    result = run(args.address, args.rate, args.duration, args.stop_file)
+    result = run(args.address, args.rate, args.duration, args.stop_file, tls=tls_of(args))
     text = json.dumps(result)
     if args.output:
         with open(args.output, "w") as handle:
