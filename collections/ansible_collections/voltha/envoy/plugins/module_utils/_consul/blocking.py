@@ -25,6 +25,7 @@ import re
 import select
 import socket
 import ssl
+import time
 import urllib.parse
 
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
@@ -173,6 +174,7 @@ class BlockingReader:
             self._conn.sock.settimeout(budget)
             self._conn.request("GET", target, headers=headers)
             response = self._conn.getresponse()
+            self.answered_at = time.monotonic()  # the answer's headers are in: where a change reaches us
             body = response.read()
         except Exception:
             self.close()  # whatever state the connection is in, the next request starts a new one

@@ -80,6 +80,40 @@ def write_files(files, mode=0o644):
     return changed
 
 
+GOOD_SUFFIX = ".good"
+
+
+def keep_good(paths):
+    """Before files are replaced: a hard link NAME.good to each one as it is (the last good files), so
+    that restore_good() can put them back if Envoy refuses what replaces them."""
+    for path in paths:
+        good = path + GOOD_SUFFIX
+        try:
+            os.unlink(good)
+        except FileNotFoundError:
+            pass
+        try:
+            os.link(path, good)
+        except FileNotFoundError:
+            pass  # nothing written yet: nothing to go back to
+
+
+def restore_good(paths):
+    """Put back the files keep_good() kept, each by a rename (Envoy sees the old file again, whole).
+    Returns the paths restored."""
+    restored = []
+    for path in paths:
+        good = path + GOOD_SUFFIX
+        try:
+            os.replace(good, path)
+        except FileNotFoundError:
+            continue
+        if os.path.lexists(good):
+            os.unlink(good)  # a file never replaced: the link and the file were one, and rename(2) kept both
+        restored.append(path)
+    return restored
+
+
 def sha256_text(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

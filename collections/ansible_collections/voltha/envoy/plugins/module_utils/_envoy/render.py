@@ -294,7 +294,12 @@ def render_assignment(renderer, value, key=DEFAULT_KEY, allowed_networks=None):
     """An assignment value (bytes or text from Consul, or decoded data; None: the key does not exist)
     -> (cores, Rendered); every host inside ``allowed_networks`` when given. Raises AssignmentError or
     RenderError."""
+    cores = parse_value(renderer, value, key, allowed_networks)
+    return cores, renderer.render(cores)
+
+
+def parse_value(renderer, value, key=DEFAULT_KEY, allowed_networks=None):
+    """The cores of an assignment value, with the renderer's default core port; raises AssignmentError."""
     if value is None:
         raise AssignmentError("assignment key %s does not exist" % key)
-    cores = parse_assignment(value, default_port=renderer.variables["core_port"], allowed_networks=allowed_networks)
-    return cores, renderer.render(cores)
+    return parse_assignment(value, default_port=renderer.variables["core_port"], allowed_networks=allowed_networks)

@@ -55,6 +55,9 @@ class Daemon:
         self.applier = ConfigApplier(settings, self.envoy_bin, self.metrics, self.supervisor)
         self.metrics.watch_envoy_hosts(self.envoy_hosts)
         self.state = None  # the last logged state, so each change of state is logged once
+        self.last_stages = None  # seconds by stage of the last apply that wrote files
+        self.reader = None
+        self.consul_seconds = 0.0
         self.last_value = None
         self.apply_lock = threading.RLock()  # one apply at a time: the watcher's thread or the main loop
         self.status = None
@@ -76,6 +79,14 @@ class Daemon:
         ok = self.supervisor is not None and self.supervisor.serving() and self.applier.applied_sha is not None
         self.metrics.healthy.set(1 if ok else 0)
         return ok
+
+    def health_text(self):
+        """/healthz's body while healthy: "ok", and what Envoy refused when it refused the last update
+        (it still serves the last good config, so envoyd stays healthy)."""
+        update = self.applier.envoy_update or {}
+        if update.get("state") == "rejected":
+            return "ok; Envoy rejected the last update (%s), serving the last good config\n" % update.get("reason")
+        return "ok\n"
 
     def envoy_admin(self, path):
         """The body of a GET on the serving Envoy's admin API."""
@@ -106,6 +117,8 @@ class Daemon:
             "applied_sha256": applier.applied_sha,
             "cores": [dict(core._asdict()) for core in applier.applied_cores],
             "state": self.state,
+            "envoy_update": applier.envoy_update,
+            "last_apply_stages": self.last_stages,
             "envoy": [{"epoch": g.epoch, "pid": g.pid, "alive": g.alive(), "live": bool(g.live_at)}
                       for g in list(supervisor.generations)] if supervisor else [],
         }
@@ -113,10 +126,15 @@ class Daemon:
     # ------------------------------------------------------------ Consul
 
     def consul_fetch(self):
-        return kv_fetcher(BlockingReader(self.settings.consul), self.settings.assignment_key)
+        self.reader = BlockingReader(self.settings.consul)
+        return kv_fetcher(self.reader, self.settings.assignment_key)
 
     def _on_change(self, value, index):
-        received = time.monotonic()
+        now = time.monotonic()
+        # From Consul's answer arriving to here: its body read, JSON and base64 decoded.
+        received = min(now, getattr(self.reader, "answered_at", None) or now)
+        self.consul_seconds = now - received
+        self.metrics.stages.labels(stage="consul").observe(self.consul_seconds)
         if self.settings.wait_min > 0:
             self.events.put(("kv", value, index, received))  # the main loop waits out the quiescence window
             return
@@ -194,6 +212,8 @@ class Daemon:
             LOG.exception("not applied at consul index %s: unexpected error; Envoy keeps the last good config", index)
             self.metrics.rejects.labels(reason="internal").inc()
             return
+        if result.applied or result.reason == "envoy-rejected":
+            self.last_stages = dict(result.stages, consul=self.consul_seconds, index=index)
         if result.applied:
             self.metrics.latency.observe(time.monotonic() - received)
             self.state = "applied"

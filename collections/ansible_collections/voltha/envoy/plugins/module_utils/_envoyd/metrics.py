@@ -15,6 +15,9 @@ except ImportError:  # said when envoyd starts without it
 
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 
+# The stages of an apply run from tens of microseconds (parse two cores) to seconds (validate 10,000).
+STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+STAGES = ("consul", "parse", "render", "validate", "write", "confirm")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -38,8 +41,15 @@ class DaemonMetrics:
         self.last_apply = gauge("envoyd_last_apply_timestamp_seconds", "Unix time of the last apply.")
         self.cores = gauge("envoyd_assignment_cores", "Cores in the applied assignment.")
         self.healthy = gauge("envoyd_up", "1 while Envoy serves a validated config.")
+        self.envoy_rejected = gauge("envoyd_envoy_rejected", "1 while Envoy refuses the last update (its last good "
+                                    "files restored and serving).")
+        self.stages = prometheus_client.Histogram(
+            "envoyd_apply_stage_seconds", "Each stage of an apply: consul (the answer read and decoded), parse, "
+            "render, validate, write, confirm (Envoy serves the files' versions).", labelnames=("stage",),
+            buckets=STAGE_BUCKETS, registry=self.registry)
         self.latency = prometheus_client.Histogram(
-            "envoyd_change_to_applied_seconds", "From a Consul change reaching envoyd to the config applied.",
+            "envoyd_change_to_applied_seconds", "From Consul's answer with a change reaching envoyd to the config "
+            "applied (and confirmed by Envoy).",
             buckets=LATENCY_BUCKETS, registry=self.registry)
 
     def watch_envoy_hosts(self, fetch):

@@ -59,6 +59,8 @@ OPTIONS = {
     "min_interval": ("0", str, "least time between two Consul requests, e.g. 50ms"),
     "status_addr": ("127.0.0.1:8080", str, "HOST:PORT of /healthz and /metrics ('' to disable)"),
     "base_id": (None, int, "Envoy shared-memory base id (default: picked free by Envoy)"),
+    "confirm_timeout": ("10s", str, "how long envoyd waits for Envoy to serve (or refuse) a dynamic update; "
+                                    "a refused one is logged and the last good files go back (0: do not ask)"),
     "drain_time": ("5s", str, "how long an old Envoy drains after a hot restart or on SIGTERM"),
     "parent_shutdown_time": ("10s", str, "when the new Envoy ends the old one after a hot restart"),
     "drain_strategy": ("immediate", str, "immediate (old connections are asked to go at once, so clients move "
@@ -151,6 +153,7 @@ class Settings:
         self.wait_min, self.wait_max = parse_wait(self.wait)
         self.min_interval_s = parse_duration(self.min_interval, "min_interval")
         self.drain_time_s = parse_duration(self.drain_time, "drain_time")
+        self.confirm_timeout_s = parse_duration(self.confirm_timeout, "confirm_timeout")
         self.parent_shutdown_time_s = parse_duration(self.parent_shutdown_time, "parent_shutdown_time")
         parse_duration(self.consul_wait, "consul_wait")
         self.consul_retry_max_s = parse_duration(self.consul_retry_max, "consul_retry_max")

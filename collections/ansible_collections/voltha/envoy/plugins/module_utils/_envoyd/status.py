@@ -21,7 +21,7 @@ class StatusServer:
             def do_GET(self):  # noqa: N802 (the http.server API)
                 if self.path == "/healthz":
                     ok = outer.healthy()
-                    self._send(200 if ok else 503, "ok\n" if ok else "not serving a validated config\n")
+                    self._send(200 if ok else 503, outer.health_text() if ok else "not serving a validated config\n")
                 elif self.path == "/status":
                     self._send(200, json.dumps(outer.status_report(), indent=2) + "\n", "application/json")
                 elif self.path == "/metrics":

@@ -147,3 +147,17 @@ def test_split_dynamic_empty_config():
 
 
 # ------------------------------------------------------------------ EnvoyValidator with a fake envoy
+
+
+def test_kept_files_are_put_back_whole(tmp_path):
+    from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import keep_good, restore_good
+
+    cds, lds, missing = tmp_path / "cds.json", tmp_path / "lds.json", str(tmp_path / "never.json")
+    cds.write_text("good cds")
+    lds.write_text("good lds")
+    paths = [str(cds), str(lds), missing]
+    keep_good(paths)
+    write_atomic(str(cds), "refused cds")
+    assert restore_good(paths) == [str(cds), str(lds)]
+    assert (cds.read_text(), lds.read_text()) == ("good cds", "good lds")
+    assert not os.path.exists(missing) and restore_good(paths) == []
