@@ -113,10 +113,18 @@ def envoy_admin(config_dir: Path, epoch: int | None = None) -> str:
 
 def envoy_stat(config_dir: Path, name: str) -> int | None:
     try:
-        url = envoy_admin(config_dir) + f"/stats?filter=^{name}$"
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            text = resp.read().decode()
+        base = envoy_admin(config_dir)
     except (OSError, IndexError, ValueError):
+        return None
+    return admin_stat(base, name)
+
+
+def admin_stat(base_url: str, name: str) -> int | None:
+    """One counter or gauge of an Envoy admin API at base_url; None when it does not answer."""
+    try:
+        with urllib.request.urlopen(base_url + f"/stats?filter=^{name}$", timeout=2) as resp:
+            text = resp.read().decode()
+    except (OSError, ValueError):
         return None
     for line in text.splitlines():
         key, _, value = line.partition(": ")

@@ -13,6 +13,7 @@ Used by the core_assignment module and lookup, the envoy_config module, envoyd (
 _envoy/render) and the core simulator.
 """
 
+import functools
 import ipaddress
 import json
 import re
@@ -45,6 +46,9 @@ def _show(value, limit=80):
     return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
 
 
+# Cached: every apply asks it of every host twice (parse, render), and assignments mostly name the
+# same hosts change after change; 10,000 ipaddress parses cost tens of milliseconds.
+@functools.lru_cache(maxsize=65536)
 def host_kind(host):
     """'ipv4', 'ipv6' or 'dns' for a valid host; None when it is neither an IP address nor a DNS name.
 

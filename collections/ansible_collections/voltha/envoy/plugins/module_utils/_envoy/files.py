@@ -52,7 +52,9 @@ def _versioned(resources):
     """A resource file whose version_info (Envoy's cds/lds version_text) is a digest of its own
     resources: a file whose resources did not change keeps its bytes, is not rewritten, and costs
     Envoy no reload."""
-    return dump_json(dict(version_info=sha256_text(dump_json(resources))[:16], **resources))
+    text = dump_json(resources)
+    # The same bytes as dump_json(dict(version_info=..., **resources)), serialised once, not twice.
+    return '{"version_info":"%s",%s' % (sha256_text(text)[:16], text[1:])
 
 
 def layout_files(config_dir, text, config, fmt, layout="static"):
