@@ -63,7 +63,7 @@ def stages_of(envoyd: Envoyd, after_index: int, timeout: float = 5.0) -> dict | 
     """The stages of envoyd's apply of a Consul index past ``after_index`` (from /status)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stages = envoyd.status().get("last_apply_stages") or {}
+        stages = envoyd.status(brief=True).get("last_apply_stages") or {}
         if stages.get("index", 0) > after_index:
             return stages
         time.sleep(0.01)

@@ -56,6 +56,8 @@ def test_every_update_is_confirmed_by_envoy(consul_agent, cores, start_envoyd):
     # What Envoy serves is what envoyd wrote: the version_info of the files is Envoy's version_text.
     versions = status["envoy_update"]["versions"]
     assert set(versions) == {"cds", "lds"} and all(versions.values())
+    brief = envoyd.status(brief=True)  # the cheap report, for who asks often
+    assert brief["core_count"] == 3 and "envoy_hosts" not in brief and brief["envoy_update"]["state"] == "confirmed"
     stages = status["last_apply_stages"]
     assert {"consul", "parse", "render", "validate", "write", "confirm"} <= set(stages)
     assert envoyd.metric('envoyd_apply_stage_seconds_count{stage="confirm"}') >= 2

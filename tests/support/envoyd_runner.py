@@ -52,8 +52,8 @@ class Envoyd:
         except OSError:
             return False
 
-    def status(self) -> dict:
-        return json.loads(self._get("/status")[1])
+    def status(self, brief: bool = False) -> dict:
+        return json.loads(self._get("/status?brief=1" if brief else "/status")[1])
 
     def metrics(self) -> dict[str, float]:
         """Samples by name with labels, e.g. 'envoyd_rejects_total{reason="envoy"}'."""

@@ -99,10 +99,14 @@ class Daemon:
         """What the serving Envoy thinks of each core (HostViews), from its admin API."""
         return host_views(json.loads(self.envoy_admin("/clusters?format=json")))
 
-    def status_report(self):
+    def status_report(self, brief=False):
         """What /status shows: what is applied, which Envoy processes serve it, and what Envoy
-        thinks of each core."""
+        thinks of each core; brief: the cores counted, not listed, and nothing asked of Envoy."""
         applier, supervisor = self.applier, self.supervisor
+        if brief:
+            return {"healthy": self.healthy(), "state": self.state, "applied_sha256": applier.applied_sha,
+                    "core_count": len(applier.applied_cores), "envoy_update": applier.envoy_update,
+                    "last_apply_stages": self.last_stages}
         try:
             hosts = [dict(view._asdict()) for view in self.envoy_hosts()]
             hosts_error = None

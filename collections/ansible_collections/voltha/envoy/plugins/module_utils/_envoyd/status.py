@@ -22,8 +22,11 @@ class StatusServer:
                 if self.path == "/healthz":
                     ok = outer.healthy()
                     self._send(200 if ok else 503, outer.health_text() if ok else "not serving a validated config\n")
-                elif self.path == "/status":
-                    self._send(200, json.dumps(outer.status_report(), indent=2) + "\n", "application/json")
+                elif self.path in ("/status", "/status?brief=1"):
+                    # brief=1: without the cores and Envoy's view of each (a /clusters dump of Envoy and
+                    # megabytes of JSON at 10,000 cores), for who asks often.
+                    report = outer.status_report(brief=self.path != "/status")
+                    self._send(200, json.dumps(report, indent=2) + "\n", "application/json")
                 elif self.path == "/metrics":
                     outer.healthy()  # envoyd_up is worked out when it is asked for
                     body, content_type = outer.metrics.exposition()
