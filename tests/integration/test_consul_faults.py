@@ -29,6 +29,8 @@ def rig(tmp_path):
 def assert_rounds(result, cores_bound=10.0):
     summary = (f"{result.fault}: resync {[round(t, 3) for t in result.times()]} s, failed calls {result.failed}, "
                f"cores whole after {[round(t, 2) for t in result.cores_resync]} s")
+    if result.failed:
+        summary += "; failed calls (seconds from Consul answering):\n" + "\n".join(result.errors()[:20])
     print("\n" + summary)
     assert result.lost == 0, summary
     assert result.worst < BOUND, summary

@@ -120,6 +120,11 @@ class CallLoad:
         with self.lock:
             return len(self.failures)
 
+    def failures_since(self, count: int) -> list[tuple[float, str]]:
+        """The failures after the first ``count``: (time.monotonic(), "CODE: details")."""
+        with self.lock:
+            return self.failures[count:]
+
 
 def put_until_accepted(urls: list[str], key: str, value: str, timeout: float = 120.0) -> float:
     """PUT the key to the first agent that takes it, every 10 ms; the time it was accepted."""
@@ -142,6 +147,7 @@ def put_until_accepted(urls: list[str], key: str, value: str, timeout: float = 1
 class Round:
     resync: float | None  # seconds from the accepted write to the first call the new core answered
     failed: int  # calls failed during the round (fault included)
+    errors: tuple = ()  # (seconds from the round's reference moment, "CODE: details") of each failed call
 
 
 @dataclass
@@ -165,6 +171,10 @@ class FaultResult:
     def failed(self) -> int:
         return sum(r.failed for r in self.rounds)
 
+    def errors(self) -> list[str]:
+        """Each failed call as "round N +S s CODE: details", for a failure message."""
+        return [f"round {n} {t:+.3f}s {text}" for n, r in enumerate(self.rounds) for t, text in r.errors]
+
     @property
     def lost(self) -> int:
         """Rounds in which the new assignment never reached Envoy."""
@@ -187,7 +197,8 @@ def run_rounds(name: str, rounds: int, fault, load: CallLoad, write_urls, key: s
         seen = load.first_answer(timeout)
         if cores_check is not None:
             result.cores_resync.append(cores_check(accepted))
-        result.rounds.append(Round(None if seen is None else max(0.0, seen - accepted), load.failed() - before))
+        errors = tuple((t - accepted, text) for t, text in load.failures_since(before))
+        result.rounds.append(Round(None if seen is None else max(0.0, seen - accepted), len(errors), errors))
     return result
 
 
@@ -391,6 +402,7 @@ def cores_replaced(rig: Rig, rounds: int) -> FaultResult:
         # The old registrations came back with Consul's data; the leader prunes them within seconds.
         wait_for(lambda want={f"{c.core_id}@{c.port}" for c in new}: registered(agent, rig.keys) == want, 15,
                  "only the new cores registered")
-        result.rounds.append(Round(routed, load.failed() - before))
+        errors = tuple((t - answered, text) for t, text in load.failures_since(before))
+        result.rounds.append(Round(routed, len(errors), errors))
         old = new
     return result

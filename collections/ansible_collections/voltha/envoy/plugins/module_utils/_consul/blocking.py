@@ -12,6 +12,13 @@ A watch has to know what a general client hides:
 - A read timeout per request, the wait plus Consul's jitter (wait/16) plus a margin, so an agent
   that holds the socket open and never answers is noticed.
 - TCP keepalive, so a peer gone from the network is noticed within seconds, even in a long wait.
+- A read that does not block (the first on a connection, or after an error or an index that went
+  back) is the one a watch starts again from, so in the default mode it is made ``consistent``: a
+  Consul server that restarted with its data elects itself leader and answers default reads while
+  it is still applying its Raft log, one old value after another (an assignment of cores long
+  gone); a consistent read waits until the leader has applied everything it committed (its
+  barrier). Blocking reads from that index on see only newer states. ``stale`` reads stay stale:
+  whoever chose them takes any server's view, also one still catching up.
 
 Used by envoyd's watch, the envoy_config module and the core simulator's watchers (through
 ``KeyWatcher`` in watch.py).
@@ -142,7 +149,8 @@ class BlockingReader:
         self._conn = conn
         self.connections += 1
 
-    def url(self, path, params=(), index=0, wait=None):
+    def url(self, path, params=(), index=0, wait=None, consistency=None):
+        consistency = consistency or self.consistency
         query = [(k, v) for k, v in params if v is not None]
         if index:
             query.append(("index", str(int(index))))
@@ -150,8 +158,8 @@ class BlockingReader:
                 # Consul takes a Go duration; a number of seconds is written as one.
                 text = "%dms" % int(wait * 1000) if isinstance(wait, (int, float)) else str(wait)
                 query.append(("wait", text))
-        if self.consistency != "default":
-            query.append((self.consistency, ""))
+        if consistency != "default":
+            query.append((consistency, ""))
         if self.settings.datacenter:
             query.append(("dc", self.settings.datacenter))
         text = urllib.parse.quote(path, safe="/:@~")
@@ -165,7 +173,9 @@ class BlockingReader:
         blocking = bool(index and index > 0)
         if blocking and not wait:
             wait = DEFAULT_WAIT  # said explicitly, so the read timeout is sized from it
-        target = self.url(path, params, index if blocking else 0, wait if blocking else None)
+        # The read a watch starts from: not from a store a restarted server is still rebuilding.
+        consistency = "consistent" if not blocking and self.consistency == "default" else self.consistency
+        target = self.url(path, params, index if blocking else 0, wait if blocking else None, consistency)
         budget = self.margin + (wait_seconds(wait) * 17.0 / 16.0 if blocking else 0.0)
         headers = {"Accept": "application/json"}
         if self.settings.token:

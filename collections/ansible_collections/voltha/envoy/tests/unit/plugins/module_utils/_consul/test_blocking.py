@@ -76,14 +76,15 @@ def answer(index, body, known_leader="true", **headers):
 
 
 def test_the_first_request_on_a_new_connection_does_not_block(consul):
-    """A new connection may reach a restarted agent or a new store: read its current state first."""
+    """A new connection may reach a restarted agent or a new store: read its current state first,
+    consistently (a restarted server answers default reads while it still replays its Raft log)."""
     consul.script = [answer(3, []), answer(4, []), answer(5, [])]
     reader = reader_for(consul)
     first = reader.get("/v1/kv/a", (), index=5000, wait="60s")
     second = reader.get("/v1/kv/a", (), index=3, wait="60s")
     third = reader.get("/v1/kv/a", (), index=4, wait="1m30s")
     assert [path for path, _port, _headers in consul.seen] == [
-        "/v1/kv/a", "/v1/kv/a?index=3&wait=60s", "/v1/kv/a?index=4&wait=1m30s"]
+        "/v1/kv/a?consistent=", "/v1/kv/a?index=3&wait=60s", "/v1/kv/a?index=4&wait=1m30s"]
     assert len({port for _path, port, _headers in consul.seen}) == 1  # one kept-alive connection
     assert (first.index, first.blocked, second.blocked, third.index) == (3, False, True, 5)
     assert reader.connections == 1
@@ -94,7 +95,7 @@ def test_a_closed_connection_means_a_new_one_and_no_blocking(consul):
     reader = reader_for(consul)
     reader.get("/v1/kv/a", (), 0)
     again = reader.get("/v1/kv/a", (), index=7, wait="10s")
-    assert consul.seen[1][0] == "/v1/kv/a" and not again.blocked
+    assert consul.seen[1][0] == "/v1/kv/a?consistent=" and not again.blocked
     assert reader.connections == 2 and consul.seen[0][1] != consul.seen[1][1]
 
 
@@ -108,6 +109,18 @@ def test_headers_consistency_datacenter_and_token(consul):
     assert BlockingReader(ConsulSettings(), consistency="consistent").url("/v1/kv/x") == "/v1/kv/x?consistent="
     # A wait given in seconds goes to Consul as a Go duration.
     assert BlockingReader(ConsulSettings()).url("/v1/kv/x", index=3, wait=1.5) == "/v1/kv/x?index=3&wait=1500ms"
+
+
+def test_reads_that_do_not_block_are_consistent_unless_stale_was_chosen(consul):
+    consul.script = [answer(5, []), answer(6, []), answer(7, []), answer(8, [])]
+    reader = reader_for(consul)
+    reader.get("/v1/kv/a", (), 0)
+    reader.get("/v1/kv/a", (), 5, "1s")
+    reader.get("/v1/kv/a", (), 0)
+    stale = reader_for(consul, consistency="stale")
+    stale.get("/v1/kv/a", (), 0)
+    assert [path for path, _port, _headers in consul.seen] == [
+        "/v1/kv/a?consistent=", "/v1/kv/a?index=5&wait=1s", "/v1/kv/a?consistent=", "/v1/kv/a?stale="]
 
 
 def test_missing_key_and_errors(consul):
