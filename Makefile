@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export STATE_DIR ?= $(CURDIR)/.state
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-rotate-tls lab-processes lab-processes-down constraints clean
+.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-rotate-tls lab-processes lab-processes-down lab-cluster lab-cluster-down constraints clean
 
 help:
 	@echo "make lab    bring up the local lab"
@@ -62,6 +62,15 @@ lab-processes: setup
 
 lab-processes-down:
 	@$(BIN)/python scripts/lab.py down
+
+# The lab on three test hosts of this machine: a network namespace each on a bridge, a dockerd each,
+# the registry on node1 (scripts/cluster.py; .state/cluster/nodes.json lists them). Down stops and
+# removes it all; PURGE=1 also removes the nodes' data (images, swarm, volumes).
+lab-cluster: setup
+	@$(PYTHON) scripts/cluster.py up
+
+lab-cluster-down:
+	@$(PYTHON) scripts/cluster.py down $(if $(PURGE),--purge)
 
 # Regenerate the pinned versions from requirements/requirements.in in a scratch venv.
 constraints:
