@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export STATE_DIR ?= $(CURDIR)/.state
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-rotate-tls lab-processes lab-processes-down lab-cluster lab-cluster-down constraints clean
+.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-rotate-tls lab-processes lab-processes-down lab-cluster lab-cluster-down test-cluster constraints clean
 
 help:
 	@echo "make lab    bring up the local lab"
@@ -68,9 +68,14 @@ lab-processes-down:
 # removes it all; PURGE=1 also removes the nodes' data (images, swarm, volumes).
 lab-cluster: setup
 	@$(PYTHON) scripts/cluster.py up
+	@$(BIN)/ansible-playbook -i inventories/cluster playbooks/site.yml
 
 lab-cluster-down:
 	@$(PYTHON) scripts/cluster.py down $(if $(PURGE),--purge)
+
+# Only the molecule scenario of the three-host lab (make test runs it too, in its molecule stage).
+test-cluster: setup
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s cluster
 
 # Regenerate the pinned versions from requirements/requirements.in in a scratch venv.
 constraints:

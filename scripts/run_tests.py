@@ -5,7 +5,8 @@ Every stage runs even when an earlier one failed. The Docker-facing stages (imag
 molecule) run on a Docker Engine of the tests' own (scripts/docker_engine.py): started before the first
 of them, in a network namespace of its own, and stopped when the run ends, pass, fail or Ctrl-C. The
 integration and molecule stages run inside that namespace, where the stacks publish their ports; the
-images stage runs outside it, because debootstrap reads the Debian mirror.
+images stage runs outside it, because debootstrap reads the Debian mirror, and so does the molecule
+scenario cluster, whose three test hosts run engines of their own (scripts/cluster.py).
 
 Environment:
   VOLTHA_TEST_DOCKER_HOST   run the Docker stages on that engine instead (it gets a swarm and stacks)
@@ -31,6 +32,7 @@ COLLECTION = REPO / "collections" / "ansible_collections" / "voltha" / "envoy"
 REPORTS = STATE / "test-reports"
 STAGES = ["unit", "sanity", "lint", "images", "integration", "molecule"]
 DOCKER_STAGES = {"images", "integration", "molecule"}
+OWN_ENGINES = {"cluster"}  # molecule scenarios that bring their own engines (scripts/cluster.py)
 ALLOW_SKIPS = os.environ.get("VOLTHA_TEST_ALLOW_SKIPS", "") not in ("", "0", "false", "no")
 
 
@@ -167,7 +169,10 @@ class Runner:
         results = []
         for scenario in scenarios:
             t0 = time.monotonic()
-            rc, _ = self.run([str(BIN / "molecule"), "test", "-s", scenario], in_engine_netns=True)
+            # The cluster scenario's hosts have engines of their own; its node1 builds the images from a
+            # debootstrap that reads the Debian mirror, so it runs outside the test engine's namespace.
+            own = scenario in OWN_ENGINES
+            rc, _ = self.run([str(BIN / "molecule"), "test", "-s", scenario], in_engine_netns=not own)
             results.append((scenario, rc == 0, time.monotonic() - t0))
         detail = ", ".join(f"{s} {'ok' if ok else 'FAILED'} ({secs:.0f}s)" for s, ok, secs in results)
         return Outcome(all(ok for _, ok, _ in results), f"{len(results)} scenarios: {detail}")

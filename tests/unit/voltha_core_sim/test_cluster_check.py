@@ -37,3 +37,12 @@ def test_no_cores_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as raised:
         main(["127.0.0.1:1", "--cores", ","])
     assert raised.value.code == 2 and "--cores names no core" in capsys.readouterr().err
+
+
+def test_consul_must_report_its_raft_peers_and_a_leader():
+    from voltha_core_sim.cluster_check import raft_differences
+
+    peers = ["10.0.1.3:8300", "10.0.1.4:8300", "10.0.1.5:8300"]
+    assert raft_differences(peers, "10.0.1.4:8300", 3) == []
+    assert raft_differences(peers[:2], "", 3) == [
+        "Consul reports 2 Raft peer(s), not 3: ['10.0.1.3:8300', '10.0.1.4:8300']", "Consul reports no Raft leader"]
