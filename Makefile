@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export STATE_DIR ?= $(CURDIR)/.state
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-rotate-tls lab-processes lab-processes-down lab-cluster lab-cluster-down test-cluster constraints clean
+.PHONY: help setup test unit sanity lint images integration molecule bench docs lab lab-down lab-rotate-tls lab-processes lab-processes-down lab-cluster lab-cluster-down test-cluster bench-cluster constraints clean
 
 help:
 	@echo "make lab    bring up the local lab"
@@ -26,6 +26,10 @@ unit sanity lint images integration molecule: setup
 
 bench: setup
 	@$(BIN)/python -m tests.bench
+
+# The lab on three test hosts, cold and warm, and its memory at rest: BENCHMARKS.md's section of its own.
+bench-cluster: setup
+	@$(BIN)/python -m tests.bench.cluster
 
 # The collection's HTML docs (antsibull-docs and Sphinx, offline) in .state/docs/build/html.
 docs: setup

@@ -434,7 +434,13 @@ def main(argv=None) -> int:
     from tests.bench import plots
 
     results["plots"] = plots.write(Path(args.output).parent, results)
+    from tests.bench import cluster
+
+    kept = cluster.kept_section(Path(args.output))  # make bench-cluster's section, measured apart
     write_report(Path(args.output), args, results, time.monotonic() - started)
+    if kept:
+        with open(args.output, "a") as report:
+            report.write("\n" + kept)
     log(f"wrote {args.output} in {time.monotonic() - started:.0f}s")
     return 0
 

@@ -1,0 +1,243 @@
+"""make bench-cluster: the lab on three test hosts, measured, into BENCHMARKS.md's section of its own.
+
+- cold: empty engines (the hosts' data removed first): the hosts up, then the images built on node1
+  and pushed to the registry, one node pulling every image of the stack (timed by itself), and the
+  stack deployed, as `make lab-cluster` runs them (the pull is its only addition: node2 would pull the
+  same images during the deploy);
+- warm: `make lab-cluster` again, everything there (target: at most 90 s and changed=0);
+- memory at rest, 30 s after the warm run: the resident memory of every process of each host (its
+  engine, containerd, the shims, the registry) and of every container, by service.
+
+The hosts are the bench's own (CLUSTER_DIR=STATE_DIR/bench-cluster), taken down with their data at
+the end, pass or fail. Only the section between the markers below is rewritten; make bench keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import docker
+
+from tests.bench.harness import machine_facts
+from tests.support.paths import REPO, STATE
+
+BEGIN, END = "<!-- make bench-cluster: begin -->", "<!-- make bench-cluster: end -->"
+CLUSTER_DIR = STATE / "bench-cluster"
+WARM_TARGET = 90.0
+ENV = dict(os.environ, CLUSTER_DIR=str(CLUSTER_DIR), STATE_DIR=str(STATE), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+           ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="all",
+           PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+for _name in ("DOCKER_HOST", "DOCKER_CONTEXT"):
+    ENV.pop(_name, None)
+
+
+def log(msg: str) -> None:
+    print(f"bench-cluster: {msg}", flush=True)
+
+
+def run(argv: list[str], timeout: float = 3600) -> tuple[float, str]:
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=ENV, timeout=timeout)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return seconds, proc.stdout
+
+
+def hosts(action: str, *extra: str) -> float:
+    return run([sys.executable, str(REPO / "scripts" / "cluster.py"), action, *extra], timeout=600)[0]
+
+
+def playbook(name: str) -> tuple[float, int, str]:
+    seconds, out = run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(REPO / "inventories" / "cluster"),
+                        str(REPO / "playbooks" / name)])
+    return seconds, sum(int(n) for n in re.findall(r"changed=(\d+)", out)), out
+
+
+def task_seconds(output: str, name: str) -> float:
+    """The time profile_tasks gave the task named ``name`` (summed over its includes)."""
+    pattern = re.compile(r"^(?:[\w.]+ : )?" + re.escape(name) + r" -+ (\d+\.\d+)s$", re.M)
+    return sum(float(m) for m in pattern.findall(output))
+
+
+def nodes() -> list[dict]:
+    return json.loads((CLUSTER_DIR / "nodes.json").read_text())
+
+
+def pull_all(node: dict, registry: str) -> tuple[float, int, int]:
+    """Pull every inputs-tagged image of the registry on ``node``: (seconds, images, bytes)."""
+    with urllib.request.urlopen(f"http://{registry}/v2/_catalog", timeout=10) as answer:
+        repositories = json.loads(answer.read())["repositories"]
+    refs = []
+    for repository in repositories:
+        with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list", timeout=10) as answer:
+            refs += [f"{registry}/{repository}:{tag}" for tag in json.loads(answer.read())["tags"] if tag != "latest"]
+    client = docker.DockerClient(base_url=node["docker_host"], timeout=600)
+    started = time.monotonic()
+    size = 0
+    for ref in refs:
+        repository, tag = ref.rsplit(":", 1)
+        size += client.images.pull(repository, tag=tag).attrs["Size"]
+    seconds = time.monotonic() - started
+    client.close()
+    return seconds, len(refs), size
+
+
+def rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def memory_at_rest() -> dict:
+    """Resident bytes of each host's own processes (those in its network namespace) and of each
+    container, by service."""
+    by_node, by_service = {}, {}
+    for node in nodes():
+        inode = os.stat(f"/run/netns/{node['netns']}").st_ino
+        own = 0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if (entry / "ns" / "net").stat().st_ino == inode:
+                        own += rss(int(entry.name))
+                except OSError:
+                    continue
+        client = docker.DockerClient(base_url=node["docker_host"], timeout=60)
+        containers = 0
+        for container in client.containers.list():
+            service = container.labels.get("com.docker.swarm.service.name", container.name)
+            procs = Path(f"/sys/fs/cgroup/pids/docker/{container.id}/cgroup.procs")
+            used = sum(rss(int(pid)) for pid in procs.read_text().split()) if procs.exists() else 0
+            by_service[service] = by_service.get(service, 0) + used
+            containers += used
+        client.close()
+        by_node[node["name"]] = {"engine": own, "containers": containers}
+    return {"nodes": by_node, "services": by_service}
+
+
+def measure(settle: float) -> dict:
+    log("taking down any earlier bench hosts, with their data")
+    hosts("down", "--purge")
+    result: dict = {}
+    try:
+        log("cold: hosts up")
+        result["hosts_up"] = hosts("up")
+        log("cold: build.yml (images built on node1, pushed to its registry)")
+        build, build_changed, build_out = playbook("build.yml")
+        result["build"], result["push"] = build, task_seconds(build_out, "Push the images to the registry")
+        registry = f"{nodes()[0]['address']}:5000"
+        log("cold: node2 pulls every image of the registry")
+        result["pull"], result["pulled"], result["pulled_bytes"] = pull_all(nodes()[1], registry)
+        log("cold: deploy.yml")
+        deploy, deploy_changed, _ = playbook("deploy.yml")
+        result["deploy"] = deploy
+        result["cold"] = result["hosts_up"] + build + result["pull"] + deploy
+        result["cold_changed"] = build_changed + deploy_changed
+        log("warm: make lab-cluster again")
+        up = hosts("up")
+        site, site_changed, _ = playbook("site.yml")
+        result["warm"], result["warm_changed"] = up + site, site_changed
+        log(f"at rest: waiting {settle:.0f} s, then reading memory")
+        time.sleep(settle)
+        result["memory"] = memory_at_rest()
+    finally:
+        log("taking the bench hosts down")
+        hosts("down", "--purge")
+    return result
+
+
+def mib(value: int) -> str:
+    return f"{value / 2**20:,.0f} MiB"
+
+
+def section(result: dict, seconds: float) -> list[str]:
+    memory = result["memory"]
+    engines = sum(n["engine"] for n in memory["nodes"].values())
+    containers = sum(n["containers"] for n in memory["nodes"].values())
+    met = "met" if result["warm"] <= WARM_TARGET and result["warm_changed"] == 0 else "NOT met"
+    lines = [
+        BEGIN,
+        "## Three hosts (`make lab-cluster`)",
+        "",
+        f"Written by `make bench-cluster` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC "
+        f"in {seconds:.0f} s, "
+        "on the machine above (" + "; ".join(machine_facts()[:2]) + "). Three test hosts of the bench's own "
+        "(scripts/cluster.py: a network namespace and a Docker Engine each, the registry on node1), "
+        "`inventories/cluster` and the shipped defaults. Cold: empty engines, so node1 builds every image "
+        "(the debootstrap base and the Go builder included; the wheelhouse was there) and pushes it to the "
+        "registry; node2 then pulls every image by itself (timed), and the deploy has node3 pull during "
+        "it. Warm: `make lab-cluster` again. Target for warm: at most 90 s and changed=0.",
+        "",
+        "| run | wall time | tasks changed |",
+        "| --- | --- | --- |",
+        f"| cold: hosts up | {result['hosts_up']:.1f} s | |",
+        f"| cold: build.yml (of which the push) | {result['build']:.0f} s ({result['push']:.1f} s) | |",
+        f"| cold: node2 pulls {result['pulled']} images ({mib(result['pulled_bytes'])}) | {result['pull']:.1f} s | |",
+        f"| cold: deploy.yml | {result['deploy']:.0f} s | |",
+        f"| cold, in all | {result['cold']:.0f} s | {result['cold_changed']} |",
+        f"| warm | {result['warm']:.0f} s ({met}) | {result['warm_changed']} |",
+        "",
+        "Memory at rest (resident, summed over processes): each host's own processes (dockerd, containerd, "
+        "the shims; node1's registry) and its containers.",
+        "",
+        "| host | engine and its processes | containers |",
+        "| --- | --- | --- |",
+    ]
+    for name, node in sorted(memory["nodes"].items()):
+        lines.append(f"| {name} | {mib(node['engine'])} | {mib(node['containers'])} |")
+    lines += [f"| all three | {mib(engines)} | {mib(containers)} |", "",
+              "| service (all its tasks) | resident |", "| --- | --- |"]
+    for service, used in sorted(memory["services"].items()):
+        lines.append(f"| `{service}` | {mib(used)} |")
+    lines += ["", f"The whole cluster at rest: {mib(engines + containers)}.", END]
+    return lines
+
+
+def write_section(path: Path, lines: list[str]) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = "\n".join(lines) + "\n"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END) + 1:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def kept_section(path: Path) -> str:
+    """The section as it stands in ``path`` (for make bench, which rewrites everything else)."""
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        return text[text.index(BEGIN):text.index(END) + len(END)] + "\n"
+    return ""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.cluster", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    parser.add_argument("--settle", type=float, default=30.0, help="seconds at rest before memory is read")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    result = measure(args.settle)
+    write_section(Path(args.output), section(result, time.monotonic() - started))
+    log(f"cold {result['cold']:.0f} s, warm {result['warm']:.0f} s (changed={result['warm_changed']}); "
+        f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
