@@ -12,6 +12,8 @@ help:
 	@echo "make test   set up the machine, then run every test (unit, sanity, lint, integration, molecule)"
 	@echo "make bench  run the benchmarks and rewrite BENCHMARKS.md"
 	@echo "make docs   build the collection's HTML docs into .state/docs/build/html"
+	@echo "make lab-cluster       the lab on three test hosts of this machine (make lab-cluster-down)"
+	@echo "make test-cluster      only its molecule scenario; make bench-cluster: its benchmarks"
 	@echo "make setup  only prepare the machine (venv, Docker Engine's programs, Consul, Envoy)"
 
 setup:
