@@ -21,7 +21,7 @@ from pathlib import Path
 from .consul_faults import CallLoad, Rig
 from .netns import LinkedNamespace
 from .paths import source_env
-from .processes import ManagedProcess, free_port
+from .processes import ManagedProcess, free_port, wait_for
 from .stats import percentile
 
 KEY = "test/core-faults/assignment"
@@ -77,7 +77,7 @@ class CoreFault:
     calls: int
     failed_reads: int
     failed_creates: int
-    creates_in_flight: int  # creates that had started and not ended at the fault
+    creates_in_flight: int  # creates that had started before the victim was gone and had not ended at the fault
     victim_in_flight: int  # Envoy's rq_active for the victim, highest seen between the fault and detection
     detection: float | None  # seconds until Envoy flagged the victim (None: it never did)
     read_p99: float  # seconds, reads started in the fault window
@@ -141,9 +141,13 @@ def run_fault(rig: Rig, fault: str, watch: bool = True, hold: float = 3.0) -> Co
         raise AssertionError("the victim never answered through Envoy before the fault")
     sampler = rig._keep(Sampler(envoyd, victim.core_id)).start()
     time.sleep(1.0)
-    started = time.monotonic()
+    started = gone = time.monotonic()
     if fault == "killed":
         victim.process.signal(signal.SIGKILL)
+        # The kernel ends the process a moment after the signal (later on a loaded machine): a create
+        # Envoy sent it in between is in flight on a core that is gone, which no retry may repeat.
+        wait_for(lambda: not victim.process.alive(), 5, "the killed core to be gone", interval=0.001)
+        gone = time.monotonic()
     elif fault == "frozen":
         victim.process.signal(signal.SIGSTOP)
     else:
@@ -175,7 +179,7 @@ def run_fault(rig: Rig, fault: str, watch: bool = True, hold: float = 3.0) -> Co
         fault=fault, watch=watch, calls=len(calls),
         failed_reads=sum(1 for c in reads if c[4]),
         failed_creates=sum(1 for c in calls if c[2] == "create" and c[4]),
-        creates_in_flight=sum(1 for c in calls if c[2] == "create" and c[0] <= started < c[1]),
+        creates_in_flight=sum(1 for c in calls if c[2] == "create" and c[0] <= gone and started < c[1]),
         victim_in_flight=sampler.most_in_flight(started, detected),
         detection=None if detected is None else detected - started,
         read_p99=percentile([c[1] - c[0] for c in reads if started <= c[0] <= started + hold], 99),
