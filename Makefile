@@ -71,13 +71,13 @@ lab-processes-down:
 
 # The lab on three test hosts of this machine: a network namespace each on a bridge, a dockerd each,
 # the registry on node1 (scripts/cluster.py; .state/cluster/nodes.json lists them). Down stops and
-# removes it all; PURGE=1 also removes the nodes' data (images, swarm, volumes).
+# removes it all, the nodes' data (images, swarm, volumes) too; KEEP=1 keeps the data.
 lab-cluster: setup
 	@$(PYTHON) scripts/cluster.py up
 	@$(BIN)/ansible-playbook -i inventories/cluster playbooks/site.yml
 
 lab-cluster-down:
-	@$(PYTHON) scripts/cluster.py down $(if $(PURGE),--purge)
+	@$(PYTHON) scripts/cluster.py down $(if $(KEEP),,--purge)
 
 # Only the molecule scenario of the three-host lab (make test runs it too, in its molecule stage).
 test-cluster: setup
