@@ -136,3 +136,72 @@ def test_cores_come_back_after_consul_restarts(start_consul, start_cores, keys):
     assert registered(client, keys["service"]) == {"core-0", "core-1", "core-2"}
     assert leader(client.kv, keys["lock"]) is not None
     assert all(c.process.alive() for c in cores)
+
+
+def test_a_draining_core_reports_not_serving_and_waits_until_calls_stop():
+    """What a stopping core does before gRPC's stop (which would fail calls still arriving): its
+    health service says NOT_SERVING, and wait_quiet returns only once no call, health checks aside,
+    has arrived for the quiet time, or False when calls go on past the timeout."""
+    import threading
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from voltha_core_sim.server import CoreServer
+
+    server = CoreServer("core-q").start()
+    client = NbiClient(server.address)
+    channel = grpc.insecure_channel(server.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    try:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status == serving
+        server.drain()
+        for name in ("", "voltha.VolthaService"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2).status
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING, name
+        assert client.get_voltha(timeout=2) == "core-q"  # still serving what arrives
+
+        calls_end = time.monotonic() + 1.0
+
+        def calls():
+            while time.monotonic() < calls_end:
+                client.get_voltha(timeout=2)
+                health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                time.sleep(0.05)
+
+        caller = threading.Thread(target=calls)
+        caller.start()
+        assert server.wait_quiet(0.3, timeout=0.5) is False  # calls still arriving
+        assert server.wait_quiet(0.3, timeout=5.0) is True
+        quiet_at = time.monotonic()
+        caller.join()
+        assert quiet_at >= calls_end + 0.25  # health checks alone did not count as calls
+        # Only health checks now: quiet at once.
+        health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+        started = time.monotonic()
+        assert server.wait_quiet(0.3, timeout=1.0) is True
+        assert time.monotonic() - started < 0.1
+    finally:
+        client.close()
+        channel.close()
+        server.stop(0)
+
+
+def test_the_load_names_its_failed_calls_with_their_time():
+    """nbi_load against a port nothing listens on: every call fails, and the result names the first
+    50 with their UTC start time, method and error, in time order."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support.processes import free_port
+    from voltha_core_sim.nbi_load import FAILURES_KEPT, run
+
+    before = datetime.now(UTC)
+    result = run(f"127.0.0.1:{free_port()}", rate=200, duration=0.5)
+    assert result["failed"] == result["sent"] > FAILURES_KEPT
+    failures = result["failures"]
+    assert len(failures) == FAILURES_KEPT
+    starts = [datetime.fromisoformat(f["at"]) for f in failures]
+    assert starts == sorted(starts) and before - timedelta(seconds=1) <= starts[0] <= datetime.now(UTC)
+    assert {f["method"] for f in failures} == {"CreateDevice", "GetVoltha"}
+    assert all(f["error"].startswith("UNAVAILABLE: ") and f["seconds"] >= 0 for f in failures)

@@ -14,6 +14,7 @@ import pytest
 from google.protobuf import empty_pb2
 from voltha_protos import common_pb2, device_pb2
 
+from tests.support.consul_faults import CallLoad
 from tests.support.grpc_client import NbiClient
 from tests.support.processes import wait_for
 from tests.support.sim_cores import assigned
@@ -173,3 +174,35 @@ def test_a_returning_core_takes_its_store_back(consul_agent, start_cores, start_
         assert ids_listed(back) == ids
     finally:
         back.close()
+
+
+def test_cores_replaced_one_at_a_time_lose_no_call(consul_agent, start_cores, start_envoyd, keys):
+    """A rolling update as the swarm does it (start-first): a new instance of a core, with the same
+    core id, starts beside the old one, then the old one gets SIGTERM, core after core, under 200
+    calls/s through Envoy: once as soon as the new instance answers (the old one still assigned), once
+    after the assignment names the new one. No call may fail: a stopping core serves until Envoy
+    sends it nothing more, and only then stops its gRPC server."""
+    cores, envoyd = cluster(consul_agent, start_cores, start_envoyd, keys)
+    kv = consul_agent.client().kv
+    load = CallLoad(envoyd.nbi, clients=8, rate=25.0).start()
+    stops = []
+    try:
+        for assigned_first in (False, True):
+            for n, old in enumerate(list(cores)):
+                new = start_cores(consul_agent.address, old.core_id)[0]
+                if assigned_first:
+                    wait_for(lambda new=new: assigned(kv, keys["assignment"]).get(new.core_id)
+                             == ("127.0.0.1", new.port), 15, f"{new.core_id} assigned at its new port")
+                started = time.monotonic()
+                assert old.stop() == 0, old.log()
+                stops.append(time.monotonic() - started)
+                wait_for(lambda new=new: assigned(kv, keys["assignment"]).get(new.core_id) == ("127.0.0.1", new.port),
+                         15, f"{new.core_id} assigned at its new port")
+                cores[n] = new
+        time.sleep(1.0)
+    finally:
+        load.stop()
+    print(f"\n6 cores replaced under load: {load.ok} calls answered, {load.failed()} failed; "
+          f"SIGTERM to exit {min(stops):.2f}-{max(stops):.2f} s")
+    assert load.failures == [], load.failures
+    assert load.ok >= 1000

@@ -6,6 +6,11 @@ lock key), and, while it is the leader, writes the assignment key: which core se
 store. Its devices are kept in its core store (its --prefix) in Consul's KV, under the assignment
 key's directory. SIGTERM writes out its devices and deregisters it (its stores then move to other
 cores) before the gRPC server stops.
+
+On SIGTERM the core keeps serving until Envoy sends it nothing more: its health service answers
+NOT_SERVING, and the gRPC server stops only once no call has arrived for --drain-quiet seconds
+(within --drain-time). gRPC's stop ends a call that has arrived but is not yet in a handler with
+CANCELLED, which no proxy may retry, so stopping while calls still arrive would fail them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from .server import CoreServer
 
@@ -52,11 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     consul.add_argument("--deregister-after", default="1m",
                         help="Consul removes a core critical this long (Consul's minimum is 1m; default %(default)s)")
     consul.add_argument("--consul-wait", default="10s", help="blocking query wait (default %(default)s)")
-    consul.add_argument("--drain-time", type=float, default=5.0,
-                        help="on SIGTERM, seconds to keep serving until the assignment no longer has this core "
-                             "(default %(default)s)")
     parser.add_argument("--metrics-port", type=int, default=0,
                         help="serve Prometheus metrics on --host at this port (default: none)")
+    parser.add_argument("--drain-time", type=float, default=5.0,
+                        help="on SIGTERM, seconds at most to keep serving until Envoy sends no more calls here "
+                             "(health checks answered NOT_SERVING, the assignment without this core) "
+                             "(default %(default)s)")
+    parser.add_argument("--drain-quiet", type=float, default=0.5,
+                        help="on SIGTERM, stop only once no call has arrived for this many seconds, within "
+                             "--drain-time (default %(default)s)")
     parser.add_argument("--grace", type=float, default=2.0,
                         help="on SIGTERM, seconds calls in flight get to finish (default %(default)s)")
     return parser
@@ -147,11 +157,17 @@ def main(argv=None) -> int:
         server.serve_health(membership.instance)  # before registering: the first check must pass
         membership.start()
     done.wait()
+    # Keep serving until Envoy no longer sends calls here (its health checks see NOT_SERVING, the
+    # assignment drops this core): a rolling update loses none.
+    drain_until = time.monotonic() + args.drain_time
+    server.drain()
     if membership is not None:
         server.servicer.stores.flush(2.0)  # every device in Consul before our stores move
         membership.stop()
-        # Keep serving until Envoy's routing no longer sends calls here: a rolling update loses none.
-        membership.wait_unassigned(args.drain_time)
+        membership.wait_unassigned(max(0.0, drain_until - time.monotonic()))
+    if not server.wait_quiet(args.drain_quiet, max(0.0, drain_until - time.monotonic())):
+        print(f"core {args.core_id}: calls still arrived after --drain-time {args.drain_time:g}s; stopping",
+              flush=True)
     server.stop(grace=args.grace)
     return 0
 

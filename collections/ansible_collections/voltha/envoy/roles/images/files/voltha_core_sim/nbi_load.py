@@ -4,7 +4,8 @@ python -m voltha_core_sim.nbi_load ADDRESS [--rate 200] [--duration 60] [--stop-
 
 CreateDevice and GetVoltha alternate on one channel, at --rate calls per second, for --duration
 seconds or until --stop-file exists. The result (calls sent, ok, failed, errors by kind, which cores
-answered) is printed as JSON, and written to --output too.
+answered, and the first failed calls with their UTC start time, so they can be laid beside logs) is
+printed as JSON, and written to --output too.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import os
 import sys
 import threading
 import time
+from datetime import UTC, datetime
+
+FAILURES_KEPT = 50
 
 
 def run(address: str, rate: float, duration: float, stop_file: str | None = None, keep_calls: bool = False,
         tls=None) -> dict:
-    """The load's counts; with keep_calls also "calls", every call as (start, seconds, core or None,
-    error code or None), start on time.monotonic()'s clock."""
+    """The load's counts and its first FAILURES_KEPT failed calls ("failures": start in UTC, seconds,
+    method, error); with keep_calls also "calls", every call as (start, seconds, core or None, error
+    code or None), start on time.monotonic()'s clock."""
     from google.protobuf import empty_pb2
     from voltha_protos import device_pb2, voltha_pb2_grpc
 
@@ -33,6 +38,8 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
     errors: dict[str, int] = {}
     cores: dict[str, int] = {}
     calls: list[tuple] = []
+    failures: list[dict] = []
+    wall_offset = time.time() - time.monotonic()
     pending = threading.Semaphore(1000)
 
     def done(future, create, started):
@@ -49,6 +56,10 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
                 counts["failed"] += 1
                 key = f"{err.code().name}: {err.details()}"[:200]
                 errors[key] = errors.get(key, 0) + 1
+                if len(failures) < FAILURES_KEPT:
+                    at = datetime.fromtimestamp(started + wall_offset, UTC)
+                    failures.append({"at": at.isoformat(timespec="milliseconds"), "seconds": round(seconds, 4),
+                                     "method": "CreateDevice" if create else "GetVoltha", "error": key})
             if keep_calls:
                 calls.append((started, seconds, core, err.code().name if err else None))
 
@@ -72,6 +83,7 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
     elapsed = time.monotonic() - start
     channel.close()
     result = {"sent": sent, "ok": counts["ok"], "failed": counts["failed"], "errors": errors, "cores": cores,
+              "failures": sorted(failures, key=lambda failure: failure["at"]),
               "seconds": elapsed, "rate": sent / elapsed if elapsed else 0.0}
     if keep_calls:
         result["calls"] = sorted(calls)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -320,17 +321,35 @@ KEEPALIVE_OPTIONS = (
 )
 
 
+class _Arrivals(grpc.ServerInterceptor):
+    """When the last call arrived, health checks aside (they go on while Envoy routes nothing here)."""
+
+    def __init__(self):
+        self.last = time.monotonic()
+
+    def intercept_service(self, continuation, handler_call_details):
+        if not handler_call_details.method.startswith("/grpc.health."):
+            self.last = time.monotonic()
+        return continuation(handler_call_details)
+
+
 class CoreServer:
     """One simulated core listening on host:port (port 0 picks a free one).
 
     ``stores`` (CoreStores) holds its devices; by default its home store, named by the core id,
-    in memory only."""
+    in memory only.
+
+    Stopping without losing a call: drain() reports NOT_SERVING to Envoy's health checks,
+    wait_quiet() waits until calls stop arriving, then stop(). gRPC's stop ends a call that has
+    arrived but is not yet in a handler with CANCELLED, whatever the grace, and Envoy cannot retry
+    that, so the server must not stop while calls still arrive."""
 
     def __init__(self, core_id: str, host: str = "127.0.0.1", port: int = 0, workers: int = 8, interceptors=(),
                  stores: CoreStores | None = None, advertise: str | None = None):
         self.core_id = core_id
+        self.arrivals = _Arrivals()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=KEEPALIVE_OPTIONS,
-                                  interceptors=list(interceptors))
+                                  interceptors=[self.arrivals, *interceptors])
         self.host = host
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         self.servicer = CoreServicer(core_id, stores, (advertise or host, self.port))
@@ -352,6 +371,25 @@ class CoreServer:
         self.servicer.stores.start()
         self.server.start()
         return self
+
+    def drain(self) -> None:
+        """Answer NOT_SERVING to health checks of the whole server and of voltha.VolthaService: Envoy's
+        active health checks stop routing here even before the assignment drops this core."""
+        for name in ("", "voltha.VolthaService"):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def wait_quiet(self, quiet: float, timeout: float) -> bool:
+        """Wait until no call (health checks aside) has arrived for ``quiet`` seconds; False when calls
+        still arrived after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            idle = time.monotonic() - self.arrivals.last
+            wait = min(quiet - idle, deadline - time.monotonic())
+            if idle >= quiet:
+                return True
+            if wait <= 0:
+                return False
+            time.sleep(wait)
 
     def stop(self, grace: float | None = None) -> None:
         self.server.stop(grace).wait()
