@@ -34,6 +34,8 @@ STAGES = ["unit", "sanity", "lint", "images", "integration", "molecule"]
 DOCKER_STAGES = {"images", "integration", "molecule"}
 OWN_ENGINES = {"cluster"}  # molecule scenarios that bring their own engines (scripts/cluster.py)
 ALLOW_SKIPS = os.environ.get("VOLTHA_TEST_ALLOW_SKIPS", "") not in ("", "0", "false", "no")
+# Only these molecule scenarios (comma-separated names), e.g. VOLTHA_TEST_SCENARIOS=replace make molecule.
+SCENARIOS = [name for name in os.environ.get("VOLTHA_TEST_SCENARIOS", "").split(",") if name]
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Runner:
         self.engine_ready = False
         self.engine_error = ""
         self.engine_note = "not needed"
+        self.images_built = False
         REPORTS.mkdir(parents=True, exist_ok=True)
 
     # -- processes
@@ -148,9 +151,15 @@ class Runner:
                        f"ruff {words(ruff)}, ansible-lint (production, strict) {words(lint)}, "
                        f"promtool check rules {words(rules)}, galaxy-importer and antsibull-docs {words(collection)}")
 
-    def stage_images(self) -> Outcome:
-        # Every image of the lab, built from source; nothing is built again unless its inputs changed.
+    def build_images(self) -> tuple[int, list[str]]:
+        """Every image of the lab, built from source (outside the engine's namespace: debootstrap reads
+        the Debian mirror); nothing is built again unless its inputs changed."""
         rc, lines = self.run([str(BIN / "ansible-playbook"), "-i", "inventories/local", "playbooks/build.yml"])
+        self.images_built = rc == 0
+        return rc, lines
+
+    def stage_images(self) -> Outcome:
+        rc, lines = self.build_images()
         changed = recap_changed(lines)
         # The same role from the built tarball, in an empty directory, with its defaults: it fetches
         # Consul, Prometheus and the wheels itself (into ~/.cache/voltha.envoy) and builds the same images.
@@ -164,8 +173,18 @@ class Runner:
 
     def stage_molecule(self) -> Outcome:
         scenarios = sorted(d.name for d in (REPO / "molecule").iterdir() if (d / "molecule.yml").exists())
+        unknown = sorted(set(SCENARIOS) - set(scenarios))
+        if unknown:
+            return Outcome(False, f"VOLTHA_TEST_SCENARIOS names no scenario {', '.join(unknown)} "
+                                  f"(there are {', '.join(scenarios)})")
+        scenarios = [name for name in scenarios if name in SCENARIOS] if SCENARIOS else scenarios
         if not scenarios:
             return Outcome(False, "no molecule scenarios found")
+        # The scenarios on the test engine deploy its images; make molecule alone builds them first.
+        if not self.images_built and any(name not in OWN_ENGINES for name in scenarios):
+            rc, _ = self.build_images()
+            if rc != 0:
+                return Outcome(False, "the images for the scenarios could not be built (playbooks/build.yml)")
         results = []
         for scenario in scenarios:
             t0 = time.monotonic()
