@@ -6,11 +6,19 @@ Defaults follow the Consul CLI's environment variables (CONSUL_HTTP_ADDR, CONSUL
 CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT, CONSUL_CLIENT_CERT,
 CONSUL_CLIENT_KEY), so a shell that talks to Consul talks to it the same way here.
 
+The host ``@gateway`` is this network namespace's IPv4 default gateway: in a container, the node it
+runs on, so a task reaches its own node's Consul agent through the port that agent publishes there.
+Registrations, checks and sessions live on one agent: a process that spreads its requests over
+several servers finds its check missing on the next one, and one whose agent sits on another node
+falls with that node.
+
 Used by the core_assignment module and lookup, the envoy_config module, envoyd's settings and the
 core simulator.
 """
 
 import os
+import socket
+import struct
 import traceback
 
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
@@ -26,6 +34,8 @@ else:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8500
+GATEWAY_HOST = "@gateway"
+ROUTE_TABLE = "/proc/net/route"
 
 
 class ConsulConfigError(VolthaEnvoyError, ValueError):
@@ -124,7 +134,26 @@ def split_address(address, default_port=DEFAULT_PORT):
         port = int(port)
     except ValueError:
         raise ConsulConfigError("consul address %r has a bad port %r" % (address, port)) from None
+    if host == GATEWAY_HOST:
+        host = default_gateway()
     return scheme, host, port
+
+
+def default_gateway(route_table=None):
+    """The IPv4 default gateway of this network namespace (Linux's route table)."""
+    route_table = route_table or ROUTE_TABLE
+    try:
+        with open(route_table) as handle:
+            lines = handle.read().splitlines()[1:]
+    except OSError as error:
+        raise ConsulConfigError("consul address %s: cannot read the route table %s: %s"
+                                % (GATEWAY_HOST, route_table, error)) from None
+    for line in lines:
+        fields = line.split()
+        # Iface Destination Gateway Flags ...: a default route (destination 0) through a gateway (flag 2)
+        if len(fields) > 3 and fields[1] == "00000000" and int(fields[3], 16) & 2:
+            return socket.inet_ntoa(struct.pack("<L", int(fields[2], 16)))
+    raise ConsulConfigError("consul address %s: this host has no IPv4 default route" % GATEWAY_HOST)
 
 
 def _env_bool(value):

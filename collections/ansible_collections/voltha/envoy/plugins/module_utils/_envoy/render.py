@@ -61,9 +61,12 @@ DEFAULT_VARIABLES = {
     "route_prefix": "/voltha.",
     "round_robin_methods": ["/voltha.VolthaGlobalService/CreateDevice", "/voltha.VolthaService/CreateDevice"],
     # Envoy's own eyes on the cores (an empty value turns each off). HTTP/2 pings on every upstream
-    # connection: a frozen core or a cut link fails one within interval + timeout.
+    # connection: a frozen core or a cut link fails one within interval + timeout. The timeout
+    # outlasts a core starved of CPU for a moment (a busy host starting a container), whose
+    # connection would otherwise be closed with calls in flight; the health checks below take a
+    # frozen core out of new calls sooner.
     "keepalive_interval": "0.1s",
-    "keepalive_timeout": "0.15s",
+    "keepalive_timeout": "1s",
     # Active gRPC health checks (grpc.health.v1, service health_check_service) of every core.
     "health_check_interval": "0.2s",
     "health_check_timeout": "0.15s",

@@ -204,3 +204,27 @@ def test_client_without_library(monkeypatch):
     monkeypatch.setattr(consul_connection, "py_consul", None)
     with pytest.raises(ConsulConfigError, match="py-consul"):
         ConsulSettings().client()
+
+
+ROUTES = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t0001000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth1\t00000000\t010012AC\t0003\t0\t0\t0\t00000000\t0\t0\t0
+"""
+
+
+def test_gateway_host_is_the_default_gateway(tmp_path, monkeypatch):
+    table = tmp_path / "route"
+    table.write_text(ROUTES)
+    monkeypatch.setattr(consul_connection, "ROUTE_TABLE", str(table))
+    assert consul_connection.default_gateway(str(table)) == "172.18.0.1"
+    assert split_address("@gateway:8500") == (None, "172.18.0.1", 8500)
+    assert split_address("http://@gateway") == ("http", "172.18.0.1", 8500)
+
+
+def test_no_default_route_is_named(tmp_path):
+    table = tmp_path / "route"
+    table.write_text(ROUTES.splitlines()[0] + "\n" + ROUTES.splitlines()[1] + "\n")
+    with pytest.raises(ConsulConfigError, match="@gateway: this host has no IPv4 default route"):
+        consul_connection.default_gateway(str(table))
+    with pytest.raises(ConsulConfigError, match="cannot read the route table"):
+        consul_connection.default_gateway(str(tmp_path / "absent"))

@@ -121,7 +121,7 @@ def test_envoy_watches_the_cores_itself(renderer):
     for cluster in renderer.render(cores_with_id("c")).config["static_resources"]["clusters"]:
         http2 = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
             "explicit_http_config"]["http2_protocol_options"]
-        assert http2 == {"connection_keepalive": {"interval": "0.1s", "timeout": "0.15s"}}
+        assert http2 == {"connection_keepalive": {"interval": "0.1s", "timeout": "1s"}}
         [check] = cluster["health_checks"]
         assert check["grpc_health_check"] == {"service_name": ""} and check["interval"] == "0.2s"
         assert cluster["outlier_detection"]["consecutive_local_origin_failure"] == 2
