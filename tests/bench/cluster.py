@@ -6,7 +6,9 @@
   same images during the deploy);
 - warm: `make lab-cluster` again, everything there (target: at most 90 s and changed=0);
 - memory at rest, 30 s after the warm run: the resident memory of every process of each host (its
-  engine, containerd, the shims, the registry) and of every container, by service.
+  engine, containerd, the shims, the registry) and of every container, by service;
+- a node lost under load and back (tests/support/node_loss.py), three times: its link cut, its dockerd
+  killed, and the node of Consul's Raft leader cut.
 
 The hosts are the bench's own (CLUSTER_DIR=STATE_DIR/bench-cluster), taken down with their data at
 the end, pass or fail. Only the section between the markers below is rewritten; make bench keeps it.
@@ -28,11 +30,15 @@ from pathlib import Path
 import docker
 
 from tests.bench.harness import machine_facts
+from tests.support import node_loss
 from tests.support.paths import REPO, STATE
 
 BEGIN, END = "<!-- make bench-cluster: begin -->", "<!-- make bench-cluster: end -->"
 CLUSTER_DIR = STATE / "bench-cluster"
 WARM_TARGET = 90.0
+# Node losses, in this order, each back before the next: (victim, how) as tests.support.node_loss takes them.
+LOSSES = [("auto", "cut"), ("auto", "kill"), ("consul-leader", "cut")]
+LOSS_HOLD, LOSS_RATE = 20.0, 200.0
 ENV = dict(os.environ, CLUSTER_DIR=str(CLUSTER_DIR), STATE_DIR=str(STATE), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
            ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="all",
            PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -154,6 +160,11 @@ def measure(settle: float) -> dict:
         log(f"at rest: waiting {settle:.0f} s, then reading memory")
         time.sleep(settle)
         result["memory"] = memory_at_rest()
+        lab = node_loss.Lab(CLUSTER_DIR)
+        result["losses"] = []
+        for victim, how in LOSSES:
+            log(f"node lost: {how}, victim {victim}, under {LOSS_RATE:.0f} calls/s through another node's NBI")
+            result["losses"].append(node_loss.run(lab, victim, "node1", how, LOSS_HOLD, LOSS_RATE))
     finally:
         log("taking the bench hosts down")
         hosts("down", "--purge")
@@ -203,7 +214,50 @@ def section(result: dict, seconds: float) -> list[str]:
               "| service (all its tasks) | resident |", "| --- | --- |"]
     for service, used in sorted(memory["services"].items()):
         lines.append(f"| `{service}` | {mib(used)} |")
-    lines += ["", f"The whole cluster at rest: {mib(engines + containers)}.", END]
+    lines += ["", f"The whole cluster at rest: {mib(engines + containers)}.", ""]
+    lines += loss_lines(result["losses"]) + [END]
+    return lines
+
+
+def _seconds(value) -> str:
+    return "never" if value is None else f"{value:.2f} s"
+
+
+def loss_lines(losses: list[dict]) -> list[str]:
+    """The node-loss table: one row per fault as tests/support/node_loss.py measured it."""
+    how = {"cut": "links cut", "kill": "dockerd SIGKILL"}
+    lines = [
+        "### A node lost",
+        "",
+        f"`python -m tests.support.node_loss`, in the same run: under {LOSS_RATE:.0f} calls/s (CreateDevice and "
+        f"GetVoltha in turn, one channel) through an NBI on a surviving node, a node is lost for {LOSS_HOLD:.0f} s "
+        "(its link cut, or its dockerd killed with SIGKILL while its containers run on) and then returns (link "
+        "up, dockerd started again). Times from the fault; the return's from the return. \"lost\" names the "
+        "node's cores and, marked +envoyd, its envoyd task.",
+        "",
+        "| fault | lost | calls failed (CreateDevice / GetVoltha) | last failed call ended | reads failed after 1 s "
+        "| assignment without its cores | swarm marks it down | back: swarm ready | back: Consul 3 voters "
+        "| back: assignment of 3 cores |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for loss in losses:
+        lost = ", ".join(loss["victim_cores"]) or "no core"
+        if loss.get("victim_envoyd"):
+            lost += " +envoyd"
+        fault = how[loss["how"]] + (" (Consul's leader)" if loss.get("victim_consul_leader") else "")
+        lines.append(
+            f"| {fault} | {loss['victim']}: {lost} | {loss['failed']} of {loss['sent']} ({loss['failed_creates']} / "
+            f"{loss['failed_reads']}) | {_seconds(loss['last_failure_end'])} | {loss['failed_reads_after_1s']} "
+            f"| {_seconds(loss.get('assignment_without_victim')) if loss['victim_cores'] else 'no core lost'} "
+            f"| {_seconds(loss.get('swarm_down'))} | {_seconds(loss['back_swarm_ready'])} "
+            f"| {_seconds(loss['back_consul_voters'])} | {_seconds(loss['back_assignment_cores'])} |")
+    errors: dict[str, int] = {}
+    for loss in losses:
+        for error, count in loss["errors"].items():
+            errors[error] = errors.get(error, 0) + count
+    if errors:
+        lines += ["", "The failed calls' statuses, over all faults: " + "; ".join(
+            f"{count} × `{error}`" for error, count in sorted(errors.items(), key=lambda item: -item[1])) + "."]
     return lines
 
 

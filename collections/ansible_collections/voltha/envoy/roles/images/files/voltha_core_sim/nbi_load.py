@@ -25,7 +25,7 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
         tls=None) -> dict:
     """The load's counts and its first FAILURES_KEPT failed calls ("failures": start in UTC, seconds,
     method, error); with keep_calls also "calls", every call as (start, seconds, core or None, error
-    code or None), start on time.monotonic()'s clock."""
+    code or None, method), start on time.monotonic()'s clock."""
     from google.protobuf import empty_pb2
     from voltha_protos import device_pb2, voltha_pb2_grpc
 
@@ -61,7 +61,8 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
                     failures.append({"at": at.isoformat(timespec="milliseconds"), "seconds": round(seconds, 4),
                                      "method": "CreateDevice" if create else "GetVoltha", "error": key})
             if keep_calls:
-                calls.append((started, seconds, core, err.code().name if err else None))
+                calls.append((started, seconds, core, err.code().name if err else None,
+                              "CreateDevice" if create else "GetVoltha"))
 
     start = time.monotonic()
     sent = 0
