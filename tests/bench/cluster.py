@@ -233,24 +233,28 @@ def loss_lines(losses: list[dict]) -> list[str]:
         f"GetVoltha in turn, one channel) through an NBI on a surviving node, a node is lost for {LOSS_HOLD:.0f} s "
         "(its link cut, or its dockerd killed with SIGKILL while its containers run on) and then returns (link "
         "up, dockerd started again). Times from the fault; the return's from the return. \"lost\" names the "
-        "node's cores and, marked +envoyd, its envoyd task.",
+        "node's cores and, marked +envoyd, its envoyd task. \"Swarm steady\": from when the swarm then kept a "
+        "leader and every node Ready for 15 s; in brackets, how long it answered without a leader (a manager "
+        "back with a higher Raft term unseats the leader; swarmkit's Raft has no pre-vote).",
         "",
         "| fault | lost | calls failed (CreateDevice / GetVoltha) | last failed call ended | reads failed after 1 s "
         "| assignment without its cores | swarm marks it down | back: swarm ready | back: Consul 3 voters "
-        "| back: assignment of 3 cores |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| back: assignment of 3 cores | back: swarm steady (its leader unseated for) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for loss in losses:
         lost = ", ".join(loss["victim_cores"]) or "no core"
         if loss.get("victim_envoyd"):
             lost += " +envoyd"
         fault = how[loss["how"]] + (" (Consul's leader)" if loss.get("victim_consul_leader") else "")
+        last = _seconds(loss["last_failure_end"]) if loss["failed"] else "none failed"
         lines.append(
             f"| {fault} | {loss['victim']}: {lost} | {loss['failed']} of {loss['sent']} ({loss['failed_creates']} / "
-            f"{loss['failed_reads']}) | {_seconds(loss['last_failure_end'])} | {loss['failed_reads_after_1s']} "
+            f"{loss['failed_reads']}) | {last} | {loss['failed_reads_after_1s']} "
             f"| {_seconds(loss.get('assignment_without_victim')) if loss['victim_cores'] else 'no core lost'} "
             f"| {_seconds(loss.get('swarm_down'))} | {_seconds(loss['back_swarm_ready'])} "
-            f"| {_seconds(loss['back_consul_voters'])} | {_seconds(loss['back_assignment_cores'])} |")
+            f"| {_seconds(loss['back_consul_voters'])} | {_seconds(loss['back_assignment_cores'])} "
+            f"| {_seconds(loss['back_swarm_steady'])} ({loss['swarm_leaderless']:.1f} s) |")
     errors: dict[str, int] = {}
     for loss in losses:
         for error, count in loss["errors"].items():

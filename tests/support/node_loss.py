@@ -12,7 +12,9 @@ gone). After ``hold`` seconds it comes back: its link up again, or its dockerd s
 - every call that failed, with its start and end since the fault, its method and its status;
 - when the assignment stopped naming a core that ran on the victim, when the swarm marked it down;
 - after the return: when the swarm has it Ready again, when Consul's servers are three healthy voters
-  under one leader again, and when the assignment names three cores again.
+  under one leader again, and when the assignment names three cores again; then when the swarm has
+  stayed whole (a leader, every node Ready) for 15 s, and how long it answered without a leader (a
+  manager back with a higher Raft term can unseat the leader).
 
 The result is printed as JSON (with --output, also written there). The hosts are CLUSTER_DIR's
 (scripts/cluster.py), the stack is named voltha; the operator's token reads Consul.
@@ -116,8 +118,37 @@ def poll_until(condition, timeout: float, interval: float = 0.1):
     return None
 
 
+def swarm_steady(lab: Lab, engine: docker.DockerClient, steady: float, timeout: float) -> tuple[float | None, float]:
+    """Wait until the swarm has a leader and every node Ready for ``steady`` seconds in a row: (seconds
+    until that run began, or None after timeout; seconds the swarm answered without a leader)."""
+    started = time.monotonic()
+    run_began = None
+    leaderless = 0.0
+    while time.monotonic() - started < timeout:
+        try:
+            ok = all(state == "ready" for state in lab.node_states(engine).values())
+        except docker.errors.APIError as error:
+            ok = False
+            if "does not have a leader" in str(error):
+                leaderless += 0.5
+        except Exception:
+            ok = False
+        now = time.monotonic()
+        if not ok:
+            run_began = None
+        elif run_began is None:
+            run_began = now
+        elif now - run_began >= steady:
+            return round(run_began - started, 2), leaderless
+        time.sleep(0.5)
+    return None, leaderless
+
+
 def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0, rate: float = 200.0,
         timeout: float = 180.0) -> dict:
+    # A manager that came back may still unseat the swarm's leader (its Raft term went up while it was
+    # away): start from a steady swarm.
+    swarm_steady(lab, lab.engine(entry), 10.0, timeout)
     if victim == "consul-leader":
         victim = lab.consul_leader_node()
         if victim == entry:
@@ -183,6 +214,9 @@ def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0,
                     del pending[name]
             time.sleep(0.2)
         result.update({name: None for name in pending})
+        steady_after, leaderless = swarm_steady(lab, engine, 15.0, timeout)
+        result["back_swarm_steady"] = None if steady_after is None else round(time.monotonic() - back_at - 15.0, 2)
+        result["swarm_leaderless"] = leaderless
         time.sleep(3)
     finally:
         stop_file.touch()
