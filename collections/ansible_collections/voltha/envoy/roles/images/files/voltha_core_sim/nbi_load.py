@@ -45,6 +45,7 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
     def done(future, create, started):
         pending.release()
         seconds = time.monotonic() - started
+        method = "CreateDevice" if create else "GetVoltha"
         err = future.exception()
         with lock:
             if err is None:
@@ -59,10 +60,9 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
                 if len(failures) < FAILURES_KEPT:
                     at = datetime.fromtimestamp(started + wall_offset, UTC)
                     failures.append({"at": at.isoformat(timespec="milliseconds"), "seconds": round(seconds, 4),
-                                     "method": "CreateDevice" if create else "GetVoltha", "error": key})
+                                     "method": method, "error": key})
             if keep_calls:
-                calls.append((started, seconds, core, err.code().name if err else None,
-                              "CreateDevice" if create else "GetVoltha"))
+                calls.append((started, seconds, core, err.code().name if err else None, method))
 
     start = time.monotonic()
     sent = 0
