@@ -81,6 +81,10 @@ DEFAULT_VARIABLES = {
     "outlier_base_ejection_time": "1s",
     "outlier_max_ejection_time": "10s",
     "outlier_max_ejection_percent": 50,
+    # Below this share of healthy cores Envoy would send to every core, healthy or not (its panic
+    # mode, 50 by its own default): a node lost with two of three cores would keep getting calls.
+    # 0: only ever to the cores that pass their checks, "no healthy upstream" when none does.
+    "healthy_panic_threshold": 0,
     # Reads, safe to retry on another core: RE2 patterns over the gRPC path, each matching all of it.
     "read_methods": [r"/voltha\.Voltha[A-Za-z]*Service/(Get|List)[A-Za-z0-9]*"],
     "read_retry_on": "reset,connect-failure,refused-stream,unavailable",
@@ -104,6 +108,7 @@ _DURATION_VARIABLES = ("keepalive_interval", "keepalive_timeout", "health_check_
                        "read_per_try_timeout")
 _COUNT_VARIABLES = {"health_check_unhealthy_threshold": (1, 100), "health_check_healthy_threshold": (1, 100),
                     "outlier_consecutive_failures": (0, 1000), "outlier_max_ejection_percent": (0, 100),
+                    "healthy_panic_threshold": (0, 100),
                     "retry_budget_percent": (0, 100), "retry_budget_min_concurrency": (0, 100000)}
 _ENVOY_DURATION = re.compile(r"[0-9]+(\.[0-9]{1,9})?s\Z")
 

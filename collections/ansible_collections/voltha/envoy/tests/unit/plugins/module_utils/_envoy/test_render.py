@@ -127,6 +127,13 @@ def test_envoy_watches_the_cores_itself(renderer):
         assert cluster["outlier_detection"]["consecutive_local_origin_failure"] == 2
         assert cluster["outlier_detection"]["max_ejection_percent"] == 50
         assert cluster["circuit_breakers"]["thresholds"][0]["retry_budget"]["budget_percent"] == {"value": 20}
+        assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 0}}  # no panic mode
+
+
+def test_panic_threshold_can_be_envoys_own():
+    config = Renderer(variables={"healthy_panic_threshold": 50}).render(cores_with_id("c")).config
+    for cluster in config["static_resources"]["clusters"]:
+        assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 50}}
 
 
 def test_each_means_turns_off_with_an_empty_value():
@@ -149,6 +156,7 @@ def test_each_means_turns_off_with_an_empty_value():
     ("health_check_unhealthy_threshold", 0, "health_check_unhealthy_threshold must be an integer from 1 to 100"),
     ("outlier_max_ejection_percent", "half", "outlier_max_ejection_percent must be an integer from 0 to 100"),
     ("retry_budget_percent", True, "retry_budget_percent must be an integer from 0 to 100, got true"),
+    ("healthy_panic_threshold", 101, "healthy_panic_threshold must be an integer from 0 to 100, got 101"),
     ("read_methods", ["(Get"], 'read_methods: "(Get" is not a regular expression'),
     ("keepalive_timeout", "", "keepalive_timeout must be set when keepalive_interval is"),
     ("health_check_timeout", "0.0s", "health_check_timeout must be set when health_check_interval is"),
