@@ -161,3 +161,46 @@ def test_envoyd_the_cores_and_the_modules_reach_consul_over_https(tls_consul, tm
         assert run.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in json.dumps(run["read"]), run.stdout[-2000:]
     finally:
         core.stop()
+
+
+def test_a_leftover_registration_holding_the_lock_is_cleared_by_a_core_on_its_node(acl_consul, tmp_path):
+    """A Consul agent that went down before syncing a core's deregistration comes back with the old entry
+    still in the catalog, its check passing, and the session tied to it holding the leader lock. Consul
+    1.8's anti-entropy cannot remove it under ACLs (it uses the default token), so without the cores no
+    leader would ever be elected again."""
+    agent, master, _ = acl_consul
+    status, self_info = call(f"{agent.url}/v1/agent/self", token=master)
+    assert status == 200
+    node = self_info["Config"]["NodeName"]
+    leftover = "core-0@127.0.0.1:1~old"
+    status, _ = call(f"{agent.url}/v1/catalog/register", "PUT", master, {
+        "Node": node, "Address": "127.0.0.1",
+        "Service": {"ID": leftover, "Service": KEYS["service"], "Address": "127.0.0.1", "Port": 1,
+                    "Meta": {"core_id": "core-0", "prefix": "vcore-0"}},
+        "Check": {"CheckID": f"service:{leftover}", "Name": "leftover", "ServiceID": leftover,
+                  "Status": "passing"}})
+    assert status == 200
+    status, session = call(f"{agent.url}/v1/session/create", "PUT", master,
+                           {"Node": node, "Checks": ["serfHealth", f"service:{leftover}"], "LockDelay": "0s"})
+    assert status == 200
+    status, acquired = call(f"{agent.url}/v1/kv/{KEYS['lock']}?acquire={session['ID']}", "PUT", master, {})
+    assert status == 200 and acquired is True
+    # What anti-entropy runs into: the default (anonymous) token may not deregister it.
+    status, _ = call(f"{agent.url}/v1/catalog/deregister", "PUT", None, {"Node": node, "ServiceID": leftover})
+    assert status == 403
+
+    (tmp_path / "core-0").mkdir()
+    core = Core(tmp_path / "core-0", "core-0", agent.address, KEYS,
+                env={"CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "cores.token")})
+    try:
+        core.start()
+        kv = agent_kv(agent, master)
+        wait_for(lambda: assigned(kv, KEYS["assignment"]) == {"core-0": ("127.0.0.1", core.port)}, 20,
+                 "the new core elected and its assignment written")
+        status, services = call(f"{agent.url}/v1/catalog/service/{KEYS['service']}", token=master)
+        assert status == 200
+        assert [s["ServiceID"] for s in services] == [f"core-0@127.0.0.1:{core.port}~" + services[0]["ServiceID"]
+                                                     .rsplit("~", 1)[1]]  # the new core's only
+        assert f"removed {leftover} from node {node}'s catalog" in core.log()
+    finally:
+        core.stop()

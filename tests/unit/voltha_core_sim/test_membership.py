@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import ConsulSettings
 from voltha_core_sim.election import LEADER
 from voltha_core_sim.membership import CoreMembership, MembershipConfig, is_passing
@@ -24,15 +26,28 @@ class FakeAgentClient:
         self.agent = self
         self.service = self
         self.catalog = self
+        self.http = self
 
-    def self(self):
+        self.held = {}  # the agent's own services
+
+    def prepare_headers(self, token=None):
+        return {"X-Consul-Token": "core"}
+
+    def get(self, callback, path, headers=None):
+        assert path == "/v1/agent/self" and headers == {"X-Consul-Token": "core"}
         return {"Config": {"NodeName": "node-1"}}
 
-    def deregister(self, *args, **kwargs):
-        if kwargs:  # catalog.deregister(node, service_id=...)
-            self.catalog_removed.append((args[0], kwargs["service_id"]))
-        else:
-            self.deregistered.append(args[0])
+    def services(self):
+        return self.held
+
+    def deregister(self, service_id):  # agent.service.deregister
+        self.deregistered.append(service_id)
+        return True
+
+    def put(self, callback, path, headers=None, data=None):  # PUT /v1/catalog/deregister
+        assert path == "/v1/catalog/deregister" and headers == {"X-Consul-Token": "core"}
+        body = json.loads(data)
+        self.catalog_removed.append((body["Node"], body["ServiceID"]))
         return True
 
 
@@ -92,3 +107,25 @@ def test_a_failed_health_read_forgets_which_cores_passed(monkeypatch):
     except ConnectionRefusedError:
         pass
     assert member.healthy is None
+
+
+def test_a_leftover_our_agent_no_longer_has_is_removed_from_the_catalog(monkeypatch):
+    """A registration our node's agent lost when it restarted stays in the catalog, passing, and would
+    keep its session (and a leader lock) forever: every core clears its own node's."""
+    member = membership(monkeypatch, [0.0])
+    client = member._prune_client
+    client.held = {member.instance: {}, "core-1@10.0.0.9:50556~new": {}}
+    mine = entry(member.instance, "node-1", "passing")
+    starting = entry("core-1@10.0.0.9:50556~new", "node-1", "passing")  # another instance our agent holds
+    leftover = entry("core-1@10.0.0.5:50556~old", "node-1", "passing")
+    elsewhere = entry("core-2@10.0.0.6:50556~old", "node-2", "passing")  # another agent's: not ours to judge
+    assert member._without_orphans([mine, starting, leftover, elsewhere]) == [mine, starting, elsewhere]
+    assert client.catalog_removed == [("node-1", "core-1@10.0.0.5:50556~old")]
+    assert client.deregistered == []
+
+
+def test_looking_for_leftovers_is_skipped_with_no_other_entry_on_our_node(monkeypatch):
+    member = membership(monkeypatch, [0.0])
+    member._prune_client.services = None  # not asked
+    entries = [entry(member.instance, "node-1", "passing"), entry("core-2@h:1~x", "node-2", "passing")]
+    assert member._without_orphans(entries) == entries

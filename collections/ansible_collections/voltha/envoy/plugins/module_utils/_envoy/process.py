@@ -287,9 +287,13 @@ class EnvoySupervisor:
             if drain > 0 and current is not None and current.alive() and current.live_at:
                 try:
                     current.admin("/drain_listeners?graceful", method="POST")
+                except Exception as err:  # nothing to drain through: end it anyway, and say why
+                    self.on_event("drain-failed", epoch=current.epoch, pid=current.pid, error=repr(err))
+                else:
                     time.sleep(drain)
-                except Exception:  # nothing to drain through: end it anyway
-                    pass
+            elif drain > 0:
+                self.on_event("not-drained", live=bool(current and current.live_at),
+                              alive=bool(current and current.alive()))
             for generation in reversed(self.generations):
                 self._end(generation, signal.SIGTERM)
             self.generations = []

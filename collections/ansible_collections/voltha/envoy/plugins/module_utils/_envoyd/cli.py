@@ -9,6 +9,7 @@ all call main().
 import logging
 import sys
 
+from ansible_collections.voltha.envoy.plugins.module_utils._common.log_queue import QueuedLog
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.applier import ConfigApplier
@@ -38,8 +39,16 @@ def main(argv=None):
     except SettingsError as err:
         sys.stderr.write("envoyd: %s\n" % err)
         return 2
-    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s envoyd %(levelname)s %(message)s")
+    # Logging never blocks the thread that logs, even when nothing reads stderr (see log_queue).
+    log_writer = QueuedLog(sys.stderr, getattr(logging, settings.log_level.upper(), logging.INFO),
+                           "%(asctime)s envoyd %(levelname)s %(message)s")
+    try:
+        return _run(settings)
+    finally:
+        log_writer.stop()
+
+
+def _run(settings):
     LOG.debug("settings: consul %r", settings.consul)
     if settings.check_settings:
         return check_settings(settings)

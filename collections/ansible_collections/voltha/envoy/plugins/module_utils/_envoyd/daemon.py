@@ -73,7 +73,8 @@ class Daemon:
         detail = " ".join("%s=%s" % item for item in sorted(fields.items()))
         if name == "restarted":
             self.metrics.envoy_restarts.inc()
-        LOG.log(logging.WARNING if name in ("died", "restart-failed") else logging.INFO, "envoy %s %s", name, detail)
+        warning = name in ("died", "restart-failed", "drain-failed", "not-drained")
+        LOG.log(logging.WARNING if warning else logging.INFO, "envoy %s %s", name, detail)
 
     def healthy(self):
         ok = self.supervisor is not None and self.supervisor.serving() and self.applier.applied_sha is not None

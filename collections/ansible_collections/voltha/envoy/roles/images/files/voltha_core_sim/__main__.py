@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 
+from ansible_collections.voltha.envoy.plugins.module_utils._common.log_queue import QueuedLog
+
 from .server import CoreServer
 
 WILDCARDS = ("", "0.0.0.0", "::", "[::]")
@@ -118,8 +120,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.core_id:
         parser.error("--core-id (or VOLTHA_CORE_ID) is required")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s core={args.core_id} %(levelname)s %(message)s")
+    # Logging never blocks the thread that logs, even when nothing reads stderr (see log_queue).
+    log_writer = QueuedLog(sys.stderr, logging.INFO, f"%(asctime)s core={args.core_id} %(levelname)s %(message)s")
+    try:
+        return _serve(args, parser)
+    finally:
+        log_writer.stop()
+
+
+def _serve(args, parser) -> int:
     membership = None
     if args.consul_addr:
         try:

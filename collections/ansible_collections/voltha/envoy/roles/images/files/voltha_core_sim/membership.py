@@ -6,7 +6,8 @@ Five daemon threads, each with its own connection to Consul, none able to stop t
 - election: ``LeaderElection.poll`` under a ``KeyWatcher`` (blocking queries on the lock key);
 - health: a ``KeyWatcher`` on ``/v1/health/service/<name>``: the cores whose checks pass may serve,
   and the leader prunes the instances whose checks have failed for ``prune_after`` seconds (a core
-  that died without deregistering, a registration Consul kept from before a restart);
+  that died without deregistering, a registration Consul kept from before a restart), and every core
+  removes the catalog entries of its own node that its agent no longer holds;
 - assignment: a ``KeyWatcher`` on the assignment key, so the leader puts back what others changed,
   and every core knows which core serves each store (``on_assignment``);
 - writer: when anything above changes (and every ``reconcile_every`` seconds), the leader writes
@@ -22,6 +23,7 @@ blocking on an index the new store has not reached. Errors back off exponentiall
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 import time
@@ -68,6 +70,15 @@ class MembershipConfig:
 def is_passing(entry: dict) -> bool:
     """Whether every check of a /v1/health/service entry passes (what Consul's ?passing keeps)."""
     return all(check.get("Status") == "passing" for check in entry.get("Checks") or ())
+
+
+def catalog_deregister(client, node: str, service_id: str) -> None:
+    """PUT /v1/catalog/deregister with the client's ACL token in the header (py-consul's
+    catalog.deregister also puts it in the body as WriteRequest, which Consul 1.8 refuses)."""
+    from consul.callback import CB
+
+    client.http.put(CB.boolean(), "/v1/catalog/deregister", headers=client.prepare_headers(),
+                    data=json.dumps({"Node": node, "ServiceID": service_id}))
 
 
 def _short(error: Exception, limit: int = 300) -> str:
@@ -139,6 +150,7 @@ class CoreMembership:
             self.healthy = None
             raise
         entries = reading.value or []
+        entries = self._without_orphans(entries)
         passing = [entry for entry in entries if is_passing(entry)]
         self._note_failing([entry for entry in entries if not is_passing(entry)])
         cores, skipped = assignment_from_health(passing)
@@ -147,6 +159,46 @@ class CoreMembership:
                                "instances left out of the assignment: " + "; ".join(skipped), logging.WARNING)
         self.healthy = cores
         return reading._replace(value=frozen(cores))
+
+    def _without_orphans(self, entries: list) -> list:
+        """The entries, less those our own agent's node holds in the catalog but the agent itself no
+        longer has, which this core deregisters from the catalog.
+
+        Such an entry is left over from the agent's last life (it went down before syncing a
+        deregistration, then came back with its data). Its check keeps the status it last had, often
+        passing, and runs nowhere, so nobody prunes it; a session tied to it (a leader lock) never
+        ends. Consul's own anti-entropy would remove it, but Consul 1.8 deregisters with the default
+        token, which ACLs refuse."""
+        try:
+            node = self._agent_node()
+            ours = [entry for entry in entries if (entry.get("Node") or {}).get("Node") == node
+                    and (entry.get("Service") or {}).get("ID") != self.instance]
+            if not ours:
+                return entries
+            held = set(self._prune_client.agent.services())
+            orphans = [entry for entry in ours if entry["Service"]["ID"] not in held]
+            for entry in orphans:
+                catalog_deregister(self._prune_client, node, entry["Service"]["ID"])
+                self.log.warning("removed %s from node %s's catalog: its agent no longer has it (a leftover "
+                                 "from before the agent restarted)", entry["Service"]["ID"], node)
+        except Exception as error:  # Consul answers again later: the next health answer tries again
+            self.states.report("orphans", "error:" + type(error).__name__,
+                               f"could not look for leftover registrations: {_short(error)}", logging.WARNING)
+            return entries
+        self.states.report("orphans", "ok", "leftover registrations: none")
+        gone = {id(entry) for entry in orphans}
+        return [entry for entry in entries if id(entry) not in gone]
+
+    def _agent_node(self) -> str:
+        """Our agent's node name, from /v1/agent/self with our ACL token (py-consul's agent.self()
+        sends none, which ACLs refuse)."""
+        if self._node_name is None:
+            from consul.callback import CB
+
+            client = self._prune_client
+            answer = client.http.get(CB.json(), "/v1/agent/self", headers=client.prepare_headers())
+            self._node_name = answer["Config"]["NodeName"]
+        return self._node_name
 
     def _note_failing(self, entries):
         """Remember since when each failing instance (not ours) has failed; the leader prunes them."""
@@ -184,14 +236,12 @@ class CoreMembership:
     def _deregister(self, entry) -> str:
         """Deregister one instance where it lives: from our agent if it registered there, else from the catalog."""
         client = self._prune_client
-        if self._node_name is None:
-            self._node_name = client.agent.self()["Config"]["NodeName"]
         node = (entry.get("Node") or {}).get("Node")
         service_id = entry["Service"]["ID"]
-        if node == self._node_name:
+        if node == self._agent_node():
             client.agent.service.deregister(service_id)
             return "agent " + node
-        client.catalog.deregister(node, service_id=service_id)
+        catalog_deregister(client, node, service_id)
         return "catalog, node " + str(node)
 
     def _on_health_change(self, value, index):
