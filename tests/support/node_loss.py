@@ -10,7 +10,8 @@ gone). After ``hold`` seconds it comes back: its link up again, or its dockerd s
 (scripts/cluster.py). Measured on the way, by polling the entry node's swarm and Consul:
 
 - every call that failed, with its start and end since the fault, its method and its status;
-- when the assignment stopped naming a core that ran on the victim, when the swarm marked it down;
+- when the assignment stopped naming a core that ran on the victim, when every envoyd on a surviving
+  node had applied that (its /status), when the swarm marked it down;
 - after the return: when the swarm has it Ready again, when Consul's servers are three healthy voters
   under one leader again, and when the assignment names three cores again; then when the swarm has
   stayed whole (a leader, every node Ready) for 15 s, and how long it answered without a leader (a
@@ -41,6 +42,9 @@ from voltha_core_sim.nbi_load import run as run_load
 
 CLUSTER_SCRIPT = REPO / "scripts" / "cluster.py"
 ASSIGNMENT_KEY = "service/voltha/data/core/assignment"
+# Run inside an envoyd container: its /status (what it has applied), on the port the stack gives it.
+ENVOYD_STATUS = ("import urllib.request; "
+                 "print(urllib.request.urlopen('http://127.0.0.1:8080/status', timeout=2).read().decode())")
 
 
 class Lab:
@@ -95,6 +99,15 @@ class Lab:
         count = {name: sum(len(self.tasks_on(engine, service, name)) for service in ("vcore", "envoyd"))
                  for name in self.nodes if name != entry}
         return max(sorted(count), key=lambda name: count[name])
+
+    def envoyd_hosts(self, node: str) -> set[str] | None:
+        """The core addresses the envoyd task on ``node`` has applied (its /status), None if none runs there."""
+        service = f"com.docker.swarm.service.name={self.stack}_envoyd"
+        for container in self.engine(node).containers.list(filters={"label": service}):
+            code, output = container.exec_run(["/opt/envoyd/bin/python", "-c", ENVOYD_STATUS])
+            if code == 0:
+                return {core["host"] for core in json.loads(output)["cores"]}
+        return None
 
     def cluster(self, *args: str) -> None:
         subprocess.run([sys.executable, str(CLUSTER_SCRIPT), *args], check=True, capture_output=True, timeout=300,
@@ -162,6 +175,7 @@ def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0,
     result: dict = {"victim": victim, "entry": entry, "how": how, "hold": hold, "rate": rate,
                     "victim_cores": sorted(lost_cores), "victim_envoyd": len(lab.tasks_on(engine, "envoyd", victim)),
                     "victim_consul_leader": lab.consul_leader_node() == victim}
+    survivors = [name for name in lab.nodes if name != victim]
     stop_file = lab.dir / "node-loss.stop"
     stop_file.unlink(missing_ok=True)
     load: dict = {}
@@ -183,6 +197,16 @@ def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0,
             if value and name not in marks:
                 marks[name] = round(time.monotonic() - fault_at, 2)
 
+        def envoyd_applied() -> bool:
+            """What the envoyd tasks on the surviving nodes route to no longer names the lost cores."""
+            applied = [lab.envoyd_hosts(node) for node in survivors]
+            known = [hosts for hosts in applied if hosts is not None]
+            return bool(known) and not any(hosts & lost_hosts for hosts in known)
+
+        # Asking envoyd takes a docker exec: on a thread of its own, so the other marks keep their pace.
+        envoyd_watch = threading.Thread(target=lambda: seen("envoyd_without_victim", lost_hosts and poll_until(
+            envoyd_applied, hold - (time.monotonic() - fault_at), 0.05)), daemon=True)
+        envoyd_watch.start()
         while time.monotonic() - fault_at < hold:
             try:
                 seen("assignment_without_victim", not set(lab.assigned(entry).values()) & lost_hosts)
@@ -193,6 +217,7 @@ def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0,
             except Exception:
                 pass
             time.sleep(0.1)
+        envoyd_watch.join(10)
         result.update(marks)
         back_at = time.monotonic()
         if how == "cut":
@@ -231,10 +256,21 @@ def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0,
         "failed_reads": sum(1 for c in failed if c[4] == "GetVoltha"),
         "failed_reads_after_1s": sum(1 for c in failed if c[4] == "GetVoltha" and c[0] - origin >= 1.0),
         "last_failure_end": round(max(c[0] + c[1] for c in failed) - origin, 2) if failed else None,
-        "failures": [{"start": round(c[0] - origin, 3), "seconds": round(c[1], 3), "method": c[4], "status": c[3]}
+        "failures": [{"start": round(c[0] - origin, 3), "seconds": round(c[1], 3), "method": c[4], "status": c[5]}
                      for c in failed[:50]],
+        # Each status: how many, and from the first call's start to the last one's end (since the fault).
+        "failure_spans": {status: {"count": len(spans), "from": round(min(s for s, _ in spans), 2),
+                                   "until": round(max(e for _, e in spans), 2)}
+                          for status, spans in _spans(failed, origin).items()},
     })
     return result
+
+
+def _spans(failed: list[tuple], origin: float) -> dict[str, list[tuple[float, float]]]:
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for call in failed:
+        spans.setdefault(call[5], []).append((call[0] - origin, call[0] + call[1] - origin))
+    return spans
 
 
 def main(argv=None) -> int:

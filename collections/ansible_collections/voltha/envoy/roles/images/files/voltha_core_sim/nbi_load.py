@@ -47,6 +47,7 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
         seconds = time.monotonic() - started
         method = "CreateDevice" if create else "GetVoltha"
         err = future.exception()
+        key = None
         with lock:
             if err is None:
                 counts["ok"] += 1
@@ -62,7 +63,7 @@ def run(address: str, rate: float, duration: float, stop_file: str | None = None
                     failures.append({"at": at.isoformat(timespec="milliseconds"), "seconds": round(seconds, 4),
                                      "method": method, "error": key})
             if keep_calls:
-                calls.append((started, seconds, core, err.code().name if err else None, method))
+                calls.append((started, seconds, core, err.code().name if err else None, method, key))
 
     start = time.monotonic()
     sent = 0
