@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -32,6 +33,7 @@ import docker
 from tests.bench.harness import machine_facts
 from tests.support import node_loss
 from tests.support.paths import REPO, STATE
+from voltha_core_sim.nbi_load import run as run_load
 
 BEGIN, END = "<!-- make bench-cluster: begin -->", "<!-- make bench-cluster: end -->"
 CLUSTER_DIR = STATE / "bench-cluster"
@@ -63,9 +65,9 @@ def hosts(action: str, *extra: str) -> float:
     return run([sys.executable, str(REPO / "scripts" / "cluster.py"), action, *extra], timeout=600)[0]
 
 
-def playbook(name: str) -> tuple[float, int, str]:
+def playbook(name: str, *args: str) -> tuple[float, int, str]:
     seconds, out = run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(REPO / "inventories" / "cluster"),
-                        str(REPO / "playbooks" / name)])
+                        str(REPO / "playbooks" / name), *args])
     return seconds, sum(int(n) for n in re.findall(r"changed=(\d+)", out)), out
 
 
@@ -165,10 +167,35 @@ def measure(settle: float) -> dict:
         for victim, how in LOSSES:
             log(f"node lost: {how}, victim {victim}, under {LOSS_RATE:.0f} calls/s through another node's NBI")
             result["losses"].append(node_loss.run(lab, victim, "node1", how, LOSS_HOLD, LOSS_RATE))
+        log(f"replace.yml -e service=vcore under {LOSS_RATE:.0f} calls/s through node1's NBI")
+        result["replace"] = replace_under_load(lab)
     finally:
         log("taking the bench hosts down")
         hosts("down", "--purge")
     return result
+
+
+def replace_under_load(lab: node_loss.Lab) -> dict:
+    """replace.yml for the cores (a new image: a revision label of this run), under load through node1's NBI."""
+    stop_file = lab.dir / "replace-load.stop"
+    stop_file.unlink(missing_ok=True)
+    load: dict = {}
+    loader = threading.Thread(target=lambda: load.update(run_load(
+        f"{lab.nodes['node1']['address']}:50555", LOSS_RATE, 900, str(stop_file))), daemon=True)
+    loader.start()
+    try:
+        time.sleep(3)
+        revision = json.dumps({"images_labels": {"org.opencontainers.image.revision": f"bench-{time.time():.0f}"}})
+        seconds, _, out = playbook("replace.yml", "-e", "service=vcore", "-e", revision)
+        time.sleep(3)
+    finally:
+        stop_file.touch()
+        loader.join(60)
+        stop_file.unlink(missing_ok=True)
+    replaced = re.search(r"(\d+)\s+task\(s\)\s+replaced\s+(\S+)\s+in\s+([0-9.]+)\s+s", out)  # folded lines
+    return {"seconds": seconds, "tasks": int(replaced.group(1)) if replaced else 0,
+            "rollout": float(replaced.group(3)) if replaced else None,
+            "sent": load.get("sent", 0), "failed": load.get("failed", 0), "errors": load.get("errors", {})}
 
 
 def mib(value: int) -> str:
@@ -215,7 +242,17 @@ def section(result: dict, seconds: float) -> list[str]:
     for service, used in sorted(memory["services"].items()):
         lines.append(f"| `{service}` | {mib(used)} |")
     lines += ["", f"The whole cluster at rest: {mib(engines + containers)}.", ""]
-    lines += loss_lines(result["losses"]) + [END]
+    lines += loss_lines(result["losses"])
+    replace = result["replace"]
+    lines += ["", "### The cores replaced across the nodes", "",
+              f"`ansible-playbook -i inventories/cluster playbooks/replace.yml -e service=vcore`, in the same run, "
+              f"under {LOSS_RATE:.0f} calls/s through node1's NBI: node1 builds a new image (a revision label of "
+              "the run), pushes it once, and the three cores are replaced one task at a time, start-first, "
+              f"each node pulling the image. {replace['tasks']} task(s) replaced; the playbook took "
+              f"{replace['seconds']:.0f} s (the rollout {_seconds(replace['rollout'])}). Calls: "
+              f"{replace['sent']:,}, failed: {replace['failed']}"
+              + (" (" + "; ".join(f"{n} × `{e}`" for e, n in replace["errors"].items()) + ")" if replace["errors"]
+                 else "") + ". Target: 0 failed.", END]
     return lines
 
 
@@ -266,6 +303,12 @@ def loss_lines(losses: list[dict]) -> list[str]:
     if errors:
         lines += ["", "The failed calls' statuses, over all faults: " + "; ".join(
             f"{count} × `{error}`" for error, count in sorted(errors.items(), key=lambda item: -item[1])) + "."]
+    spans = [f"{how[loss['how']]}, {loss['victim']}: " + "; ".join(
+        f"{span['count']} × `{status}` from {span['from']:.2f} s to {span['until']:.2f} s"
+        for status, span in loss["failure_spans"].items()) for loss in losses if loss.get("failure_spans")]
+    if spans:
+        lines += ["", "When they failed (from the first such call's start to the last one's end, since the "
+                  "fault): " + " | ".join(spans) + "."]
     return lines
 
 
