@@ -23,7 +23,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -33,7 +32,6 @@ import docker
 from tests.bench.harness import machine_facts
 from tests.support import node_loss
 from tests.support.paths import REPO, STATE
-from voltha_core_sim.nbi_load import run as run_load
 
 BEGIN, END = "<!-- make bench-cluster: begin -->", "<!-- make bench-cluster: end -->"
 CLUSTER_DIR = STATE / "bench-cluster"
@@ -177,21 +175,11 @@ def measure(settle: float) -> dict:
 
 def replace_under_load(lab: node_loss.Lab) -> dict:
     """replace.yml for the cores (a new image: a revision label of this run), under load through node1's NBI."""
-    stop_file = lab.dir / "replace-load.stop"
-    stop_file.unlink(missing_ok=True)
-    load: dict = {}
-    loader = threading.Thread(target=lambda: load.update(run_load(
-        f"{lab.nodes['node1']['address']}:50555", LOSS_RATE, 900, str(stop_file))), daemon=True)
-    loader.start()
-    try:
+    with lab.load_through("node1", LOSS_RATE, 900, "replace-load") as load:
         time.sleep(3)
         revision = json.dumps({"images_labels": {"org.opencontainers.image.revision": f"bench-{time.time():.0f}"}})
         seconds, _, out = playbook("replace.yml", "-e", "service=vcore", "-e", revision)
         time.sleep(3)
-    finally:
-        stop_file.touch()
-        loader.join(60)
-        stop_file.unlink(missing_ok=True)
     replaced = re.search(r"(\d+)\s+task\(s\)\s+replaced\s+(\S+)\s+in\s+([0-9.]+)\s+s", out)  # folded lines
     return {"seconds": seconds, "tasks": int(replaced.group(1)) if replaced else 0,
             "rollout": float(replaced.group(3)) if replaced else None,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -109,6 +110,24 @@ class Lab:
                 return {core["host"] for core in json.loads(output)["cores"]}
         return None
 
+    @contextlib.contextmanager
+    def load_through(self, node: str, rate: float, duration: float, name: str, keep_calls: bool = False):
+        """nbi_load through ``node``'s NBI on a thread of its own, stopped (its stop file) on leaving the
+        block; yields its result, filled in by then."""
+        stop_file = self.dir / f"{name}.stop"
+        stop_file.unlink(missing_ok=True)
+        result: dict = {}
+        loader = threading.Thread(target=lambda: result.update(run_load(
+            f"{self.nodes[node]['address']}:50555", rate, duration, str(stop_file), keep_calls=keep_calls)),
+            daemon=True)
+        loader.start()
+        try:
+            yield result
+        finally:
+            stop_file.touch()
+            loader.join(60)
+            stop_file.unlink(missing_ok=True)
+
     def cluster(self, *args: str) -> None:
         subprocess.run([sys.executable, str(CLUSTER_SCRIPT), *args], check=True, capture_output=True, timeout=300,
                        env=dict(os.environ, CLUSTER_DIR=str(self.dir)))
@@ -176,15 +195,8 @@ def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0,
                     "victim_cores": sorted(lost_cores), "victim_envoyd": len(lab.tasks_on(engine, "envoyd", victim)),
                     "victim_consul_leader": lab.consul_leader_node() == victim}
     survivors = [name for name in lab.nodes if name != victim]
-    stop_file = lab.dir / "node-loss.stop"
-    stop_file.unlink(missing_ok=True)
-    load: dict = {}
-    loader = threading.Thread(target=lambda: load.update(run_load(f"{lab.nodes[entry]['address']}:50555", rate,
-                                                                  timeout + hold + 120, str(stop_file),
-                                                                  keep_calls=True)))
-    loader.start()
     fault_at = None
-    try:
+    with lab.load_through(entry, rate, timeout + hold + 120, "node-loss", keep_calls=True) as load:
         time.sleep(3)  # the load settles first
         fault_at = time.monotonic()
         if how == "cut":
@@ -243,10 +255,6 @@ def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0,
         result["back_swarm_steady"] = None if steady_after is None else round(time.monotonic() - back_at - 15.0, 2)
         result["swarm_leaderless"] = leaderless
         time.sleep(3)
-    finally:
-        stop_file.touch()
-        loader.join(60)
-        stop_file.unlink(missing_ok=True)
     calls = load.get("calls", [])
     failed = [c for c in calls if c[3]]
     origin = fault_at if fault_at is not None else 0.0
