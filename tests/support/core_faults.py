@@ -28,7 +28,7 @@ KEY = "test/core-faults/assignment"
 FAULTS = ("killed", "frozen", "cut off")
 # The template's means of noticing a core, all turned off: the template before them.
 WATCH_OFF = ("keepalive_interval=", "health_check_interval=", "outlier_consecutive_failures=0", "read_methods=",
-             "retry_budget_percent=0")
+             "retry_budget_percent=0", "lb_update_merge_window=")
 
 
 class CoreProcess:

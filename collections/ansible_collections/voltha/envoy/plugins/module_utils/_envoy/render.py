@@ -85,13 +85,20 @@ DEFAULT_VARIABLES = {
     # mode, 50 by its own default): a node lost with two of three cores would keep getting calls.
     # 0: only ever to the cores that pass their checks, "no healthy upstream" when none does.
     "healthy_panic_threshold": 0,
+    # How long Envoy may hold a change of a core's health before its workers see it (its own default,
+    # 1s, merges changes that come within a second of the last one): a core that failed its checks
+    # would keep getting calls that long. 0s: at once.
+    "lb_update_merge_window": "0s",
     # Reads, safe to retry on another core: RE2 patterns over the gRPC path, each matching all of it.
     "read_methods": [r"/voltha\.Voltha[A-Za-z]*Service/(Get|List)[A-Za-z0-9]*"],
     "read_retry_on": "reset,connect-failure,refused-stream,unavailable",
     "read_per_try_timeout": "0.5s",
     # Retries in flight may be at most this share of the requests in flight (at least the minimum).
+    # The minimum covers a burst: every call queued on a connection attempt to a core that is gone
+    # fails at the same instant when the attempt times out (about rate x connect_timeout calls) and
+    # each would retry on another core; with too small a floor the later ones fail instead.
     "retry_budget_percent": 20,
-    "retry_budget_min_concurrency": 10,
+    "retry_budget_min_concurrency": 100,
     # TLS on the NBI listener (empty: plaintext): the certificate and key files, and a CA whose
     # clients alone are let in (mutual TLS). Envoy reads them through SDS files in sds_dir (envoyd's
     # config directory by default) and reloads them when they are replaced (renamed into place).
@@ -106,6 +113,8 @@ _PORT_VARIABLES = ("listen_port", "admin_port", "core_port")
 _DURATION_VARIABLES = ("keepalive_interval", "keepalive_timeout", "health_check_interval", "health_check_timeout",
                        "outlier_interval", "outlier_base_ejection_time", "outlier_max_ejection_time",
                        "read_per_try_timeout")
+# Durations where zero means "at once" (not off); an empty value leaves Envoy's own default.
+_ZERO_DURATION_VARIABLES = ("lb_update_merge_window",)
 _COUNT_VARIABLES = {"health_check_unhealthy_threshold": (1, 100), "health_check_healthy_threshold": (1, 100),
                     "outlier_consecutive_failures": (0, 1000), "outlier_max_ejection_percent": (0, 100),
                     "healthy_panic_threshold": (0, 100),
@@ -181,6 +190,13 @@ def merge_variables(overrides):
         elif not isinstance(value, str) or not _ENVOY_DURATION.match(value):
             raise RenderError("template variable %s must be a duration in seconds such as 0.25s (or empty to turn "
                               "it off), got %s" % (name, json.dumps(value)))
+    for name in _ZERO_DURATION_VARIABLES:
+        value = merged[name]
+        if value in (None, "", False):
+            merged[name] = ""
+        elif not isinstance(value, str) or not _ENVOY_DURATION.match(value):
+            raise RenderError("template variable %s must be a duration in seconds such as 0s or 0.5s (or empty for "
+                              "Envoy's default), got %s" % (name, json.dumps(value)))
     for name, (lowest, highest) in _COUNT_VARIABLES.items():
         value = merged[name]
         try:

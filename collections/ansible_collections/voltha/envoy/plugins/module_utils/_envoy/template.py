@@ -130,7 +130,8 @@ VOLTHA_TEMPLATE = """\
         "type": {{ cluster_type }},
         "connect_timeout": {{ connect_timeout }},
         "lb_policy": "ROUND_ROBIN",
-        "common_lb_config": {"healthy_panic_threshold": {"value": {{ healthy_panic_threshold }}}},
+        "common_lb_config": {"healthy_panic_threshold": {"value": {{ healthy_panic_threshold }}}
+{%- if lb_update_merge_window %}, "update_merge_window": {{ lb_update_merge_window }}{% endif %}},
         "per_connection_buffer_limit_bytes": {{ buffer_limit_bytes }},
         "typed_extension_protocol_options": {
           "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {

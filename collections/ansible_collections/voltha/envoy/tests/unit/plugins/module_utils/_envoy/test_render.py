@@ -126,14 +126,23 @@ def test_envoy_watches_the_cores_itself(renderer):
         assert check["grpc_health_check"] == {"service_name": ""} and check["interval"] == "0.2s"
         assert cluster["outlier_detection"]["consecutive_local_origin_failure"] == 2
         assert cluster["outlier_detection"]["max_ejection_percent"] == 50
-        assert cluster["circuit_breakers"]["thresholds"][0]["retry_budget"]["budget_percent"] == {"value": 20}
-        assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 0}}  # no panic mode
+        assert cluster["circuit_breakers"]["thresholds"][0]["retry_budget"] == {
+            "budget_percent": {"value": 20}, "min_retry_concurrency": 100}
+        # No panic mode; a change of a core's health reaches Envoy's workers at once.
+        assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 0}, "update_merge_window": "0s"}
 
 
 def test_panic_threshold_can_be_envoys_own():
-    config = Renderer(variables={"healthy_panic_threshold": 50}).render(cores_with_id("c")).config
+    config = Renderer(variables={"healthy_panic_threshold": 50, "lb_update_merge_window": ""}).render(
+        cores_with_id("c")).config
     for cluster in config["static_resources"]["clusters"]:
         assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 50}}
+
+
+def test_merge_window_takes_any_duration():
+    config = Renderer(variables={"lb_update_merge_window": "0.5s"}).render(cores_with_id("c")).config
+    for cluster in config["static_resources"]["clusters"]:
+        assert cluster["common_lb_config"]["update_merge_window"] == "0.5s"
 
 
 def test_each_means_turns_off_with_an_empty_value():
@@ -157,6 +166,8 @@ def test_each_means_turns_off_with_an_empty_value():
     ("outlier_max_ejection_percent", "half", "outlier_max_ejection_percent must be an integer from 0 to 100"),
     ("retry_budget_percent", True, "retry_budget_percent must be an integer from 0 to 100, got true"),
     ("healthy_panic_threshold", 101, "healthy_panic_threshold must be an integer from 0 to 100, got 101"),
+    ("lb_update_merge_window", "1000ms", 'lb_update_merge_window must be a duration in seconds such as 0s or 0.5s '
+                                         '(or empty for Envoy\'s default), got "1000ms"'),
     ("read_methods", ["(Get"], 'read_methods: "(Get" is not a regular expression'),
     ("keepalive_timeout", "", "keepalive_timeout must be set when keepalive_interval is"),
     ("health_check_timeout", "0.0s", "health_check_timeout must be set when health_check_interval is"),
