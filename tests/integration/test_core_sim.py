@@ -205,3 +205,45 @@ def test_the_load_names_its_failed_calls_with_their_time():
     assert starts == sorted(starts) and before - timedelta(seconds=1) <= starts[0] <= datetime.now(UTC)
     assert {f["method"] for f in failures} == {"CreateDevice", "GetVoltha"}
     assert all(f["error"].startswith("UNAVAILABLE: ") and f["seconds"] >= 0 for f in failures)
+
+
+def test_health_checks_are_answered_while_device_calls_wait_on_a_hung_consul(start_consul, start_cores, keys):
+    """A core whose device calls wait on Consul (its leader lost, its agent hung) still answers
+    Envoy's health checks within their timeout (0.15 s in the shipped template): were they queued
+    behind the waiting calls, every core would fail its checks at once and Envoy would have no
+    healthy core to send to."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    agent = start_consul()
+    [core] = start_cores(agent.address, "core-0")
+    client = NbiClient(f"127.0.0.1:{core.port}")
+    channel = grpc.insecure_channel(f"127.0.0.1:{core.port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    serving = health_pb2.HealthCheckResponse.SERVING
+    pool = ThreadPoolExecutor(48)
+    try:
+        client.create_device()  # Consul answers: the device reaches it
+        agent.freeze()
+        try:
+            creates = [pool.submit(client.create_device, 10.0) for _ in range(48)]
+            time.sleep(0.1)  # the creates are in the core, waiting on Consul
+            answers = []
+            for _ in range(5):
+                started = time.monotonic()
+                status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
+                answers.append((status, round(time.monotonic() - started, 3)))
+                time.sleep(0.05)
+        finally:
+            agent.thaw()
+        assert [status for status, _ in answers] == [serving] * 5
+        print(f"\nhealth checks while 48 device calls wait on a hung Consul: {answers}")
+        assert max(seconds for _, seconds in answers) < 0.15, answers
+        assert [future.result() for future in creates] == ["core-0"] * 48  # each answered by the core
+        assert len(client.list_devices()[0].items) == 49
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        channel.close()
+        client.close()

@@ -314,6 +314,11 @@ for _method in SERVICE.methods:
 # Envoy pings every upstream connection (the template's keepalive_interval, 0.1 s by default) to
 # notice a frozen core: accept pings that often, with or without calls, and never answer them with
 # GOAWAY ("too many pings"), which gRPC servers do by default for pings more often than every 5 min.
+# Threads serving calls, health checks included. A device call may wait on Consul (up to the store's
+# persist wait when Consul's leader is lost): with too few threads, Envoy's health checks queue behind
+# those calls and every core fails them at once. Threads start only as calls need them.
+WORKERS = 64
+
 KEEPALIVE_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 50),
@@ -344,7 +349,7 @@ class CoreServer:
     arrived but is not yet in a handler with CANCELLED, whatever the grace, and Envoy cannot retry
     that, so the server must not stop while calls still arrive."""
 
-    def __init__(self, core_id: str, host: str = "127.0.0.1", port: int = 0, workers: int = 8, interceptors=(),
+    def __init__(self, core_id: str, host: str = "127.0.0.1", port: int = 0, workers: int = WORKERS, interceptors=(),
                  stores: CoreStores | None = None, advertise: str | None = None):
         self.core_id = core_id
         self.arrivals = _Arrivals()
