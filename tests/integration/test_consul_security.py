@@ -163,15 +163,9 @@ def test_envoyd_the_cores_and_the_modules_reach_consul_over_https(tls_consul, tm
         core.stop()
 
 
-def test_a_leftover_registration_holding_the_lock_is_cleared_by_a_core_on_its_node(acl_consul, tmp_path):
-    """A Consul agent that went down before syncing a core's deregistration comes back with the old entry
-    still in the catalog, its check passing, and the session tied to it holding the leader lock. Consul
-    1.8's anti-entropy cannot remove it under ACLs (it uses the default token), so without the cores no
-    leader would ever be elected again."""
-    agent, master, _ = acl_consul
-    status, self_info = call(f"{agent.url}/v1/agent/self", token=master)
-    assert status == 200
-    node = self_info["Config"]["NodeName"]
+def leftover_holding_the_lock(agent, master: str, node: str) -> str:
+    """A core's registration left in the catalog on ``node`` (its check passing, run by no agent) whose
+    session holds the leader lock, as an agent that went down before syncing its deregistration leaves it."""
     leftover = "core-0@127.0.0.1:1~old"
     status, _ = call(f"{agent.url}/v1/catalog/register", "PUT", master, {
         "Node": node, "Address": "127.0.0.1",
@@ -182,13 +176,18 @@ def test_a_leftover_registration_holding_the_lock_is_cleared_by_a_core_on_its_no
     assert status == 200
     status, session = call(f"{agent.url}/v1/session/create", "PUT", master,
                            {"Node": node, "Checks": ["serfHealth", f"service:{leftover}"], "LockDelay": "0s"})
-    assert status == 200
+    assert status == 200, session
     status, acquired = call(f"{agent.url}/v1/kv/{KEYS['lock']}?acquire={session['ID']}", "PUT", master, {})
     assert status == 200 and acquired is True
     # What anti-entropy runs into: the default (anonymous) token may not deregister it.
     status, _ = call(f"{agent.url}/v1/catalog/deregister", "PUT", None, {"Node": node, "ServiceID": leftover})
     assert status == 403
+    return leftover
 
+
+def a_core_clears(agent, master: str, tmp_path, leftover: str, node: str) -> None:
+    """A new core is elected and writes its assignment; the leftover is gone from the catalog, and the
+    core says it removed it."""
     (tmp_path / "core-0").mkdir()
     core = Core(tmp_path / "core-0", "core-0", agent.address, KEYS,
                 env={"CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "cores.token")})
@@ -204,3 +203,30 @@ def test_a_leftover_registration_holding_the_lock_is_cleared_by_a_core_on_its_no
         assert f"removed {leftover} from node {node}'s catalog" in core.log()
     finally:
         core.stop()
+
+
+def test_a_leftover_registration_holding_the_lock_is_cleared_by_a_core_on_its_node(acl_consul, tmp_path):
+    """A Consul agent that went down before syncing a core's deregistration comes back with the old entry
+    still in the catalog, its check passing, and the session tied to it holding the leader lock. Consul
+    1.8's anti-entropy cannot remove it under ACLs (it uses the default token), so without the cores no
+    leader would ever be elected again."""
+    agent, master, _ = acl_consul
+    status, self_info = call(f"{agent.url}/v1/agent/self", token=master)
+    assert status == 200
+    node = self_info["Config"]["NodeName"]
+    leftover = leftover_holding_the_lock(agent, master, node)
+    a_core_clears(agent, master, tmp_path, leftover, node)
+
+
+def test_a_leftover_registration_on_a_node_without_cores_is_cleared_by_a_core_elsewhere(acl_consul, tmp_path):
+    """The same leftover on a node where no core runs any more (its core moved to another node while
+    the node was lost): a core on another node asks that node's agent (at the node's address, on our
+    agent's port; here the same agent, which never held it) and removes what the agent no longer has."""
+    agent, master, _ = acl_consul
+    node = "consul-gone"
+    status, _ = call(f"{agent.url}/v1/catalog/register", "PUT", master, {  # as the node's agent left it
+        "Node": node, "Address": "127.0.0.1",
+        "Check": {"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing"}})
+    assert status == 200
+    leftover = leftover_holding_the_lock(agent, master, node)
+    a_core_clears(agent, master, tmp_path, leftover, node)

@@ -1,6 +1,6 @@
 """A core's life in Consul, as VOLTHA's cores lived it: registered, electing, and (as leader) assigning.
 
-Five daemon threads, each with its own connection to Consul, none able to stop the gRPC server:
+Six daemon threads, each with its own connection to Consul, none able to stop the gRPC server:
 
 - registration: keeps the service registered (a restarted dev agent forgets it) every ``resync``;
 - election: ``LeaderElection.poll`` under a ``KeyWatcher`` (blocking queries on the lock key);
@@ -8,6 +8,9 @@ Five daemon threads, each with its own connection to Consul, none able to stop t
   and the leader prunes the instances whose checks have failed for ``prune_after`` seconds (a core
   that died without deregistering, a registration Consul kept from before a restart), and every core
   removes the catalog entries of its own node that its agent no longer holds;
+- orphans: every ``orphans_every`` seconds, each other node that holds a registration in the catalog
+  is asked (its agent, at the node's address and our agent's port) which registrations it still
+  has; the ones it no longer has are removed from the catalog;
 - assignment: a ``KeyWatcher`` on the assignment key, so the leader puts back what others changed,
   and every core knows which core serves each store (``on_assignment``);
 - writer: when anything above changes (and every ``reconcile_every`` seconds), the leader writes
@@ -61,6 +64,7 @@ class MembershipConfig:
     resync: float = 0.5  # seconds between checks that the service is still registered
     reconcile_every: float = 10.0  # the leader compares the key with the healthy cores at least this often
     prune_after: float = 5.0  # the leader deregisters instances whose checks have failed this long
+    orphans_every: float = 5.0  # seconds between asks of the other nodes' agents what they still hold
     backoff_max: float = 0.5
     lock_delay: int = 0
     run: str = ""  # this run's token in the instance id; new for every process when empty
@@ -115,6 +119,7 @@ class CoreMembership:
         self._prune_client = settings.client()
         self._stores_client = settings.client()
         self._node_name: str | None = None
+        self._entries: list = []  # the last health answer, for the orphans loop
         self.threads: list[threading.Thread] = []
 
     # The loops.
@@ -150,6 +155,7 @@ class CoreMembership:
             self.healthy = None
             raise
         entries = reading.value or []
+        self._entries = entries
         entries = self._without_orphans(entries)
         passing = [entry for entry in entries if is_passing(entry)]
         self._note_failing([entry for entry in entries if not is_passing(entry)])
@@ -188,6 +194,46 @@ class CoreMembership:
         self.states.report("orphans", "ok", "leftover registrations: none")
         gone = {id(entry) for entry in orphans}
         return [entry for entry in entries if id(entry) not in gone]
+
+    def _remote_orphans(self) -> None:
+        """Remove from the catalog the registrations that other nodes' agents no longer hold.
+
+        The same leftover as above on a node where no core runs any more (its core moved to another
+        node while the node was lost, and its agent came back with its data): no core on that node
+        removes it, and while it passes, its session may hold the leader lock, so no core leads. A
+        node whose agent cannot be asked (gone, unreachable, or its HTTP API not served on its
+        address) is left alone: its entries fail with its node check."""
+        own = self._agent_node()
+        by_node: dict[str, tuple[str, list[str]]] = {}
+        for entry in self._entries:
+            node = entry.get("Node") or {}
+            service_id = (entry.get("Service") or {}).get("ID")
+            if node.get("Node") and node.get("Node") != own and node.get("Address") and service_id:
+                by_node.setdefault(node["Node"], (node["Address"], []))[1].append(service_id)
+        for node, (address, service_ids) in sorted(by_node.items()):
+            settings = copy.copy(self.settings)
+            settings.host, settings.timeout = address, 1.0
+            try:
+                held = set(settings.client().agent.services())
+            except Exception as error:
+                self.states.report(f"orphans {node}", "unasked:" + type(error).__name__,
+                                   f"could not ask node {node}'s agent ({address}) which registrations it holds: "
+                                   f"{_short(error)}")
+                continue
+            self.states.report(f"orphans {node}", "ok", f"node {node}'s agent answers")
+            for service_id in service_ids:
+                if service_id not in held:
+                    catalog_deregister(self._prune_client, node, service_id)
+                    self.log.warning("removed %s from node %s's catalog: its agent no longer has it (a leftover "
+                                     "from before the agent restarted)", service_id, node)
+
+    def _orphans_loop(self):
+        while not self.stop_event.wait(self.config.orphans_every):
+            try:
+                self._remote_orphans()
+            except Exception as error:  # Consul answers again later: the next round tries again
+                self.states.report("orphans", "error:" + type(error).__name__,
+                                   f"could not look for leftover registrations: {_short(error)}", logging.WARNING)
 
     def _agent_node(self) -> str:
         """Our agent's node name, from /v1/agent/self with our ACL token (py-consul's agent.self()
@@ -335,6 +381,7 @@ class CoreMembership:
             "assignment": watch("assignment", kv_fetcher(self._assignment_reader, self.config.assignment_key),
                                 self._on_assignment_change).run,
             "writer": self._write_loop,
+            "orphans": self._orphans_loop,
         }
         self.threads = [self._guarded(name, loop) for name, loop in loops.items()]
         for thread in self.threads:
