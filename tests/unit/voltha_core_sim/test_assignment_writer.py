@@ -71,6 +71,21 @@ def test_two_instances_of_a_core_the_newest_registration_wins():
         assert len(skipped) == 1 and "10.0.1.4" not in str(cores)
 
 
+def test_two_instances_of_a_core_the_last_started_wins_over_a_newer_registration():
+    """A node back after the swarm started its core elsewhere: its agent registers the old instance
+    again (the newer registration), but the process started last keeps the core."""
+    moved = health_entry("vcore-1", host="10.0.1.9")
+    returned = health_entry("vcore-1", host="10.0.1.4")
+    moved["Service"].update(ID="vcore-1@10.0.1.9:50556~b", CreateIndex=42)
+    moved["Service"]["Meta"]["started"] = "1796598097.250"
+    returned["Service"].update(ID="vcore-1@10.0.1.4:50556~a", CreateIndex=57)
+    returned["Service"]["Meta"]["started"] = "1796598001.125"
+    for entries in ([moved, returned], [returned, moved]):
+        cores, skipped = assignment_from_health(entries)
+        assert cores == {"vcore-1": {"id": "vcore-1", "host": "10.0.1.9", "port": 50556}}
+        assert skipped == ["core 'vcore-1': prefix also used by core 'vcore-1', left out 'vcore-1'"]
+
+
 def core(core_id, port=50556):
     return {"id": core_id, "host": "10.0.0.1", "port": port}
 

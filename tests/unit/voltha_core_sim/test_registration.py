@@ -14,6 +14,8 @@ def test_service_definition_has_a_grpc_check_and_the_prefix():
     assert definition["name"] == "vcore" and definition["service_id"] == "core-1"
     assert (definition["address"], definition["port"]) == ("10.0.0.5", 50557)
     assert definition["meta"] == {"core_id": "core-1", "prefix": "vcore1"}
+    started = service_definition("core-1", "10.0.0.5", 50557, "vcore1", started=1796598097.25)
+    assert started["meta"] == {"core_id": "core-1", "prefix": "vcore1", "started": "1796598097.250"}
     assert definition["check"] == {"GRPC": "10.0.0.5:50557/core-1", "GRPCUseTLS": False, "Interval": "1s",
                                    "Timeout": "1s", "DeregisterCriticalServiceAfter": "1m"}
 

@@ -31,15 +31,22 @@ def instance_entry(entry: dict) -> tuple[str, dict]:
 def assignment_from_health(entries) -> tuple[dict, list[str]]:
     """(stored form {prefix: {id, host, port}}, reasons for the instances left out).
 
-    Two healthy instances of one core (a rolling update starts the new one first): the newest
-    registration wins, so traffic moves to the new instance before the old one stops."""
+    Two healthy instances of one core: the one whose process started last wins (its Meta
+    ``started``; then the newest registration). A rolling update starts the new one first, so
+    traffic moves to it before the old one stops; and when a node comes back after the swarm
+    started its core elsewhere, its old instance (registered again by its agent, so the newer
+    registration) does not take the traffic back just before the swarm stops it."""
     cores: dict[str, dict] = {}
     ids: dict[str, str] = {}
     skipped: list[str] = []
 
     def newest_first(entry):
         service = entry.get("Service") or {}
-        return -int(service.get("CreateIndex") or 0), str(service.get("ID"))
+        try:
+            started = float((service.get("Meta") or {}).get("started") or 0)
+        except ValueError:
+            started = 0.0
+        return -started, -int(service.get("CreateIndex") or 0), str(service.get("ID"))
 
     for entry in sorted(entries or (), key=newest_first):
         prefix, core = instance_entry(entry)

@@ -106,7 +106,8 @@ class CoreMembership:
         self.instance = instance_id(config.core_id, config.host, config.port, config.run or new_run())
         definition = service_definition(config.core_id, config.host, config.port, config.prefix or config.core_id,
                                         config.service_name, config.check_interval,
-                                        deregister_after=config.deregister_after, instance=self.instance)
+                                        deregister_after=config.deregister_after, instance=self.instance,
+                                        started=time.time())
         self.registration = ServiceRegistration(settings.client(), definition)
         self.election = LeaderElection(settings.client(), config.core_id, config.lock_key,
                                        checks=("serfHealth", self.registration.check_id),

@@ -32,14 +32,16 @@ def new_run() -> str:
 
 def service_definition(core_id: str, host: str, port: int, prefix: str, service_name: str = DEFAULT_SERVICE_NAME,
                        check_interval: str = "1s", check_timeout: str | None = None,
-                       deregister_after: str = "1m", instance: str | None = None) -> dict:
+                       deregister_after: str = "1m", instance: str | None = None,
+                       started: float | None = None) -> dict:
     """Keyword arguments for py-consul's ``agent.service.register``.
 
     The service id is ``instance`` (default: the core id), one per run of the core process. Giving
     each instance its own id lets a new instance of a core start before the old one stops (a
     rolling update): the old one's deregistration never removes the new one. The core id and the
     prefix the core wants in the assignment travel in Meta, so the leader can write every core's
-    entry from the catalog alone.
+    entry from the catalog alone, and so does ``started`` (when the process started, seconds since
+    the epoch), which tells the leader which of two instances of a core is the newer one.
 
     The check is Consul's own gRPC health check (type GRPC) asking grpc.health.v1 for the service
     named by the instance id, which only this run of this core serves: it proves which core answers,
@@ -52,8 +54,11 @@ def service_definition(core_id: str, host: str, port: int, prefix: str, service_
     service_id = instance or core_id
     check = {"GRPC": f"{host}:{port}/{service_id}", "GRPCUseTLS": False, "Interval": check_interval,
              "Timeout": check_timeout or check_interval, "DeregisterCriticalServiceAfter": deregister_after}
+    meta = {"core_id": core_id, "prefix": prefix}
+    if started is not None:
+        meta["started"] = f"{started:.3f}"
     return {"name": service_name, "service_id": service_id, "address": host, "port": port,
-            "meta": {"core_id": core_id, "prefix": prefix}, "check": check}
+            "meta": meta, "check": check}
 
 
 class ServiceRegistration:
