@@ -181,7 +181,7 @@ def scale(workdir: Path, consul: ConsulAgent, validation: str, sizes: list[int],
                 kv.put(KEY, value)
                 done = timed_together({
                     "envoyd": lambda c=count: wait_for(
-                        lambda: envoy_stat(envoyd.config_dir, "cluster.voltha-grpc-rr.membership_total") == c, 120,
+                        lambda: envoy_stat(envoyd.config_dir, "cluster.voltha-grpc.membership_total") == c, 120,
                         f"{c} cores in envoyd's Envoy", interval=0.002),
                     "floor": lambda c=count: wait_for(lambda: floor.members() == c, 120,
                                                       f"{c} cores in the floor's Envoy", interval=0.002),
@@ -336,7 +336,7 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
         "",
         "## Assignment size",
         "",
-        f"From the KV write until Envoy's `voltha-grpc-rr` cluster has every core of the new assignment "
+        f"From the KV write until Envoy's `voltha-grpc` cluster has every core of the new assignment "
         f"(dynamic mode), {args.repeats} writes per size (N, N-1, ... cores, on other addresses each time). "
         "`envoy` validates every change with `envoy --mode validate`; `shape-cache` (the default) runs it "
         "once per config shape. RSS is envoyd's (the watcher's) resident memory after the writes, and its "

@@ -64,6 +64,6 @@ def test_envoyd_serves_envoys_own_metrics(consul_agent, cores, start_envoyd):
                                                         "port": cores[0].port}}))
     envoyd = start_envoyd(consul_agent.address, extra=("--assignment-key", KEY))
     text = scrape(f"http://127.0.0.1:{envoyd.status_port}/envoy/stats/prometheus")
-    assert "envoy_cluster_membership_total{envoy_cluster_name=\"voltha-grpc-rr\"} 1" in text
+    assert "envoy_cluster_membership_total{envoy_cluster_name=\"voltha-grpc\"} 1" in text
     metrics = scrape(f"http://127.0.0.1:{envoyd.status_port}/metrics")
-    assert 'envoyd_envoy_hosts{cluster="voltha-grpc-rr",state="healthy"} 1.0' in metrics
+    assert 'envoyd_envoy_hosts{cluster="voltha-grpc",state="healthy"} 1.0' in metrics

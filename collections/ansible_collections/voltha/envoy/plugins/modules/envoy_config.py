@@ -71,7 +71,7 @@ options:
       - Template variables, as envoyd's C(--var NAME=VALUE), merged over the defaults of the shipped template.
       - The shipped template uses C(listen_address), C(listen_port) (V(50555)), C(admin_address), C(admin_port)
         (V(8001)), C(core_port) (V(50556), the port of cores that have none), C(access_log_path),
-        C(connect_timeout), C(buffer_limit_bytes), C(listener_name), C(cluster_name), C(rr_cluster_name),
+        C(connect_timeout), C(buffer_limit_bytes), C(listener_name), C(cluster_name),
         C(route_prefix) and C(round_robin_methods).
       - Ports may be V(0) (Envoy picks a free one), except C(core_port).
       - TLS on the listener with C(tls_cert_file) and C(tls_key_file) (absolute paths), and mutual TLS with

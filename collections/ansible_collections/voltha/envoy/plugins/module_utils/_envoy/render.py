@@ -57,7 +57,6 @@ DEFAULT_VARIABLES = {
     "retry_attempts": 2,
     "listener_name": "voltha_nbi",
     "cluster_name": "voltha-grpc",
-    "rr_cluster_name": "voltha-grpc-rr",
     "route_prefix": "/voltha.",
     "round_robin_methods": ["/voltha.VolthaGlobalService/CreateDevice", "/voltha.VolthaService/CreateDevice"],
     # Envoy's own eyes on the cores (an empty value turns each off). HTTP/2 pings on every upstream

@@ -11,8 +11,9 @@ It is written in JSON (with Jinja comments) rather than YAML because JSON parses
 come as ``lb_endpoints``, a list the renderer builds from the validated cores.
 
 Routing (the seed's, on the v3 API): CreateDevice goes round-robin over every assigned core; every
-other ``/voltha.`` call goes to the core cluster. No route timeout and no stream idle timeout:
-VOLTHA has long-lived streaming calls.
+other ``/voltha.`` call goes to the same core cluster (one cluster, so each core is health-checked
+and connected to once). No route timeout and no stream idle timeout: VOLTHA has long-lived
+streaming calls.
 
 A dead, hung or unreachable core is noticed by Envoy itself, each means with a variable that turns it
 off (an empty value): HTTP/2 keepalive pings on every upstream connection (a frozen core or a cut
@@ -76,7 +77,7 @@ VOLTHA_TEMPLATE = """\
                    "host_selection_retry_max_attempts": 3}}},
 {%- endfor %}
 {%- for method in round_robin_methods %}
-                {"match": {"prefix": {{ method }}}, "route": {"cluster": {{ rr_cluster_name }}, "timeout": "0s"}},
+                {"match": {"prefix": {{ method }}}, "route": {"cluster": {{ cluster_name }}, "timeout": "0s"}},
 {%- endfor %}
                 {"match": {"prefix": {{ route_prefix }}}, "route": {"cluster": {{ cluster_name }}, "timeout": "0s"}}
               ],
@@ -124,9 +125,8 @@ VOLTHA_TEMPLATE = """\
       }]
     }],
     "clusters": [
-{%- for name in [cluster_name, rr_cluster_name] %}
       {
-        "name": {{ name }},
+        "name": {{ cluster_name }},
         "type": {{ cluster_type }},
         "connect_timeout": {{ connect_timeout }},
         "lb_policy": "ROUND_ROBIN",
@@ -169,9 +169,8 @@ VOLTHA_TEMPLATE = """\
           "budget_percent": {"value": {{ retry_budget_percent }}},
           "min_retry_concurrency": {{ retry_budget_min_concurrency }}}}]},
 {%- endif %}
-        "load_assignment": {"cluster_name": {{ name }}, "endpoints": [{"lb_endpoints": {{ lb_endpoints }}}]}
-      }{% if not loop.last %},{% endif %}
-{%- endfor %}
+        "load_assignment": {"cluster_name": {{ cluster_name }}, "endpoints": [{"lb_endpoints": {{ lb_endpoints }}}]}
+      }
     ]
   }
 }

@@ -67,17 +67,17 @@ def test_default_render(renderer):
     assert listener["name"] == "voltha_nbi"
     assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 50555}
     clusters = config["static_resources"]["clusters"]
-    assert [c["name"] for c in clusters] == ["voltha-grpc", "voltha-grpc-rr"]
+    # One core cluster: each core is health-checked and connected to once.
+    assert [c["name"] for c in clusters] == ["voltha-grpc"]
     assert {c["type"] for c in clusters} == {"STATIC"}
-    for index in range(2):
-        assert endpoints(config, index) == [
-            {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 50556}}, "hostname": "core-a"},
-            {"address": {"socket_address": {"address": "10.0.0.2", "port_value": 7}}, "hostname": "core-b"},
-        ]
+    assert endpoints(config, 0) == [
+        {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 50556}}, "hostname": "core-a"},
+        {"address": {"socket_address": {"address": "10.0.0.2", "port_value": 7}}, "hostname": "core-b"},
+    ]
     routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
     assert [r["match"].get("prefix") or r["match"]["safe_regex"]["regex"] for r in routes] == (
         DEFAULT_VARIABLES["read_methods"] + DEFAULT_VARIABLES["round_robin_methods"] + ["/voltha."])
-    assert [r["route"]["cluster"] for r in routes] == ["voltha-grpc", "voltha-grpc-rr", "voltha-grpc-rr", "voltha-grpc"]
+    assert [r["route"]["cluster"] for r in routes] == ["voltha-grpc"] * 4
 
 
 READ_PATTERN = re.compile(DEFAULT_VARIABLES["read_methods"][0])
@@ -199,15 +199,13 @@ def test_hostile_id_is_one_json_scalar_and_reads_back_equal(renderer, core_id):
     benign = renderer.render(cores_with_id("core-0"))
     rendered = renderer.render(cores_with_id(core_id))
     text, config = rendered.text, rendered.config
-    # The id is written as one double-quoted JSON string, once per cluster, and nowhere else.
+    # The id is written as one double-quoted JSON string, once (one core cluster), and nowhere else.
     scalars = HOSTNAME.findall(text)
-    assert len(scalars) == 2
-    for scalar in scalars:
-        assert json.loads(scalar) == core_id
+    assert len(scalars) == 1
+    assert json.loads(scalars[0]) == core_id
     assert text.count("\n") == benign.text.count("\n")  # no line added
     # And YAML reads back exactly the id, with nothing added anywhere in the config.
-    for index in range(2):
-        assert [e["hostname"] for e in endpoints(config, index)] == [core_id]
+    assert [e["hostname"] for e in endpoints(config, 0)] == [core_id]
     assert shape(config) == shape(benign.config)
     assert yaml.safe_load(text) == config
 
