@@ -182,20 +182,16 @@ def merge_variables(overrides):
     for name in ("round_robin_methods", "read_methods"):
         if isinstance(merged[name], str):
             merged[name] = [m.strip() for m in merged[name].split(",") if m.strip()]
-    for name in _DURATION_VARIABLES:
+    for name in _DURATION_VARIABLES + _ZERO_DURATION_VARIABLES:
         value = merged[name]
-        if value in (None, "", False) or (isinstance(value, str) and re.match(r"0+(\.0*)?s?\Z", value)):
-            merged[name] = ""  # zero is off too: Envoy refuses a zero interval or timeout
-        elif not isinstance(value, str) or not _ENVOY_DURATION.match(value):
-            raise RenderError("template variable %s must be a duration in seconds such as 0.25s (or empty to turn "
-                              "it off), got %s" % (name, json.dumps(value)))
-    for name in _ZERO_DURATION_VARIABLES:
-        value = merged[name]
-        if value in (None, "", False):
+        zero_is_off = name in _DURATION_VARIABLES  # Envoy refuses a zero interval or timeout
+        if value in (None, "", False) or (zero_is_off and isinstance(value, str)
+                                          and re.match(r"0+(\.0*)?s?\Z", value)):
             merged[name] = ""
         elif not isinstance(value, str) or not _ENVOY_DURATION.match(value):
-            raise RenderError("template variable %s must be a duration in seconds such as 0s or 0.5s (or empty for "
-                              "Envoy's default), got %s" % (name, json.dumps(value)))
+            raise RenderError("template variable %s must be a duration in seconds such as %s, got %s"
+                              % (name, "0.25s (or empty to turn it off)" if zero_is_off
+                                 else "0s or 0.5s (or empty for Envoy's default)", json.dumps(value)))
     for name, (lowest, highest) in _COUNT_VARIABLES.items():
         value = merged[name]
         try:

@@ -184,10 +184,7 @@ class CoreMembership:
                 return entries
             held = set(self._prune_client.agent.services())
             orphans = [entry for entry in ours if entry["Service"]["ID"] not in held]
-            for entry in orphans:
-                catalog_deregister(self._prune_client, node, entry["Service"]["ID"])
-                self.log.warning("removed %s from node %s's catalog: its agent no longer has it (a leftover "
-                                 "from before the agent restarted)", entry["Service"]["ID"], node)
+            self._remove_unheld(node, [entry["Service"]["ID"] for entry in orphans], held)
         except Exception as error:  # Consul answers again later: the next health answer tries again
             self.states.report("orphans", "error:" + type(error).__name__,
                                f"could not look for leftover registrations: {_short(error)}", logging.WARNING)
@@ -222,11 +219,15 @@ class CoreMembership:
                                    f"{_short(error)}")
                 continue
             self.states.report(f"orphans {node}", "ok", f"node {node}'s agent answers")
-            for service_id in service_ids:
-                if service_id not in held:
-                    catalog_deregister(self._prune_client, node, service_id)
-                    self.log.warning("removed %s from node %s's catalog: its agent no longer has it (a leftover "
-                                     "from before the agent restarted)", service_id, node)
+            self._remove_unheld(node, service_ids, held)
+
+    def _remove_unheld(self, node: str, service_ids: list[str], held: set[str]) -> None:
+        """Remove from ``node``'s catalog the registrations its agent does not hold (``held``)."""
+        for service_id in service_ids:
+            if service_id not in held:
+                catalog_deregister(self._prune_client, node, service_id)
+                self.log.warning("removed %s from node %s's catalog: its agent no longer has it (a leftover "
+                                 "from before the agent restarted)", service_id, node)
 
     def _orphans_loop(self):
         while not self.stop_event.wait(self.config.orphans_every):
