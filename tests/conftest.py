@@ -138,8 +138,8 @@ def start_envoyd(tmp_path):
     """Start envoyd processes (each with its own Envoy); all are stopped by PID at teardown."""
     from tests.support.envoyd_runner import Envoyd
 
-    def make(n, consul_address, reload="dynamic", extra=(), wait_healthy=True):
-        daemon = Envoyd(tmp_path / f"envoyd-{n}", consul_address, reload, tuple(extra))
+    def make(n, consul_address, reload="dynamic", extra=(), wait_healthy=True, open_files=None):
+        daemon = Envoyd(tmp_path / f"envoyd-{n}", consul_address, reload, tuple(extra), open_files=open_files)
         return daemon, lambda: daemon.start(wait_healthy=wait_healthy)
 
     yield from stop_all_afterwards(make)

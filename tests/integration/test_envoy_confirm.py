@@ -15,8 +15,8 @@ import socket
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.template import VOLTHA_TEMPLATE
+from tests.support.grpc_client import cores_answering
 from tests.support.processes import wait_for
-from voltha_core_sim.nbi_client import NbiClient
 
 pytestmark = pytest.mark.slow
 KEY = "test/confirm/assignment"
@@ -26,14 +26,6 @@ REJECTED = 'envoyd_rejects_total{reason="envoy-rejected"}'
 def assignment(cores) -> str:
     return json.dumps({f"p{n}": {"id": core.core_id, "host": "127.0.0.1", "port": core.port}
                        for n, core in enumerate(cores)})
-
-
-def answering(nbi: str, calls: int = 12) -> set[str]:
-    client = NbiClient(nbi)
-    try:
-        return {client.create_device(timeout=3) for _ in range(calls)}
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -50,7 +42,7 @@ def test_every_update_is_confirmed_by_envoy(consul_agent, cores, start_envoyd):
     envoyd = start_envoyd(consul_agent.address, extra=("--assignment-key", KEY))
     wait_for(lambda: (envoyd.status().get("envoy_update") or {}).get("state") == "confirmed", 10, "a confirmation")
     consul_agent.client().kv.put(KEY, assignment(cores))
-    wait_for(lambda: answering(envoyd.nbi) == {c.core_id for c in cores}, 10, "calls reaching three cores")
+    wait_for(lambda: cores_answering(envoyd.nbi) == {c.core_id for c in cores}, 10, "calls reaching three cores")
     status = envoyd.status()
     assert status["envoy_update"]["state"] == "confirmed"
     # What Envoy serves is what envoyd wrote: the version_info of the files is Envoy's version_text.
@@ -72,7 +64,7 @@ def test_an_update_envoy_refuses_is_undone(consul_agent, cores, start_envoyd, tm
     envoyd = start_envoyd(consul_agent.address, extra=(
         "--assignment-key", KEY, "--template", str(template), "--var", f"moved_port={held_port}"))
     two = {c.core_id for c in cores[:2]}
-    assert answering(envoyd.nbi) == two
+    assert cores_answering(envoyd.nbi) == two
     good = envoyd.status()["envoy_update"]["versions"]
 
     consul_agent.client().kv.put(KEY, assignment(cores))  # valid, but Envoy cannot bind the moved listener
@@ -84,7 +76,7 @@ def test_an_update_envoy_refuses_is_undone(consul_agent, cores, start_envoyd, tm
     # The last good files are back and Envoy serves them: clusters and listener of the two cores.
     assert update["serving"] == good
     assert {c["id"] for c in status["cores"]} == two
-    assert answering(envoyd.nbi) == two
+    assert cores_answering(envoyd.nbi) == two
     assert "rejected the last update" in envoyd._get("/healthz")[1].decode()
     assert envoyd.healthy()
     assert envoyd.metric("envoyd_envoy_rejected") == 1
@@ -95,6 +87,6 @@ def test_an_update_envoy_refuses_is_undone(consul_agent, cores, start_envoyd, tm
     # The next good update is confirmed again, and the refusal no longer stands.
     consul_agent.client().kv.put(KEY, assignment([cores[0], cores[2]]))
     wait_for(lambda: envoyd.status()["envoy_update"]["state"] == "confirmed", 10, "a confirmation")
-    assert answering(envoyd.nbi) == {cores[0].core_id, cores[2].core_id}
+    assert cores_answering(envoyd.nbi) == {cores[0].core_id, cores[2].core_id}
     assert envoyd.metric("envoyd_envoy_rejected") == 0
     assert "rejected" not in envoyd._get("/healthz")[1].decode()

@@ -21,8 +21,10 @@ envoyd_env = source_env
 
 
 class Envoyd:
-    def __init__(self, workdir: Path, consul_address: str, reload: str = "dynamic", extra: tuple[str, ...] = ()):
+    def __init__(self, workdir: Path, consul_address: str, reload: str = "dynamic", extra: tuple[str, ...] = (),
+                 open_files: int | None = None):
         self.workdir = workdir
+        self.open_files = open_files
         workdir.mkdir(parents=True, exist_ok=True)
         self.listen_port = free_port()
         self.status_port = free_port()
@@ -67,7 +69,8 @@ class Envoyd:
         return [g["pid"] for g in self.status()["envoy"] if g["alive"]]
 
     def start(self, wait_healthy: bool = True, timeout: float = 30.0) -> Envoyd:
-        self.process = ManagedProcess("envoyd", self.argv, self.workdir / "envoyd.log", env=envoyd_env())
+        self.process = ManagedProcess("envoyd", self.argv, self.workdir / "envoyd.log", env=envoyd_env(),
+                                      open_files=self.open_files)
         if wait_healthy:
             self.process.wait_ready(self.healthy, timeout)
         else:

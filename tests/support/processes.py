@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -30,13 +31,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
 class ManagedProcess:
     """A child process in its own session, with its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None,
+                 open_files: int | None = None):
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "ab")
+        # open_files: the process's open-files limit, soft and hard (its children inherit it).
+        limit = None if open_files is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                              (open_files, open_files)))
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=env)
+                                     start_new_session=True, env=env, preexec_fn=limit)
 
     @property
     def pid(self) -> int:

@@ -14,6 +14,7 @@ Used by envoyd's daemon and applier.
 """
 
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -29,6 +30,40 @@ except ImportError:  # Python 2 is not supported; the import must not fail where
 
 class EnvoyStartError(VolthaEnvoyError, RuntimeError):
     pass
+
+
+def describe_exit(code):
+    """An exit status as a reader wants it: "was killed by SIGSEGV", "exited with status 1"."""
+    if code is None:
+        return "is still running"
+    if code < 0:
+        try:
+            return "was killed by %s" % signal.Signals(-code).name
+        except ValueError:
+            return "was killed by signal %d" % -code
+    return "exited with status %d" % code
+
+
+def raise_open_files_limit():
+    """Raise this process's open-files limit to its hard limit, which the Envoys it starts inherit.
+
+    Envoy needs a socket per core for its health checks and more for calls; a limit it runs out of
+    makes it crash. Returns (soft limit before, limit now); the limit stays as it was when it cannot be raised.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or soft == resource.RLIM_INFINITY:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # a hard limit above the kernel's nr_open
+        return soft, soft
+    return soft, hard
+
+
+def sockets_needed(cores, workers):
+    """Open files Envoy may need for an assignment: a health-check connection to each core, a
+    connection from each worker to each core it calls, and a margin for listeners, admin and logs."""
+    return cores * (1 + workers) + 64
 
 
 class EnvoyGeneration:
@@ -107,7 +142,11 @@ class EnvoySupervisor:
         self.generations = []  # oldest first; the last one is the current Envoy
         self.config_path = None
         self.next_epoch = 0
-        self.deaths = 0
+        self.deaths = 0  # failures in a row, for the backoff
+        self.failures = 0  # failures ever: deaths of the current Envoy and restarts that did not come up
+        self.last_failure = None  # what the last failure was, as a reader wants it
+        self._failed_start = None
+        self.cold_next = False  # a hot restart failed: the next start ends the old Envoy first
         self.next_restart_at = 0.0
         self.lock = threading.RLock()
         self.stopping = False
@@ -167,7 +206,16 @@ class EnvoySupervisor:
 
     def _spawn(self, config_path):
         alive = [g for g in self.generations if g.alive()]
+        if alive and self.cold_next:
+            # An Envoy that failed while it started had already shut its parent's admin API down, and
+            # left the shared hot-restart state "initializing": Envoy refuses every later hot restart
+            # ("previous envoy process is still initializing"). Only a fresh epoch 0 starts again.
+            self.on_event("cold-restart", ending=",".join(str(g.pid) for g in alive))
+            for generation in alive:
+                self._end(generation, signal.SIGTERM)
+            alive = []
         epoch = self.next_epoch if alive else 0
+        self.cold_next = False
         admin_address_path = os.path.join(self.run_dir, "envoy-admin-address.%d" % epoch)
         if os.path.exists(admin_address_path):
             os.unlink(admin_address_path)
@@ -190,14 +238,14 @@ class EnvoySupervisor:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if not generation.alive():
-                raise EnvoyStartError("envoy epoch %d exited with %s before it was ready"
-                                      % (generation.epoch, generation.popen.returncode))
+                raise EnvoyStartError("Envoy (epoch %d) %s before it was ready"
+                                      % (generation.epoch, describe_exit(generation.popen.returncode)))
             if generation.is_live():
                 generation.live_at = time.monotonic()
                 return
             time.sleep(0.01)
         self._end(generation, signal.SIGKILL)
-        raise EnvoyStartError("envoy epoch %d was not ready within %ss" % (generation.epoch, self.ready_timeout))
+        raise EnvoyStartError("Envoy (epoch %d) was not ready within %ss" % (generation.epoch, self.ready_timeout))
 
     def start(self, config_path):
         """Start Envoy, or hand over to a new generation with this bootstrap, and wait until it is live."""
@@ -209,6 +257,7 @@ class EnvoySupervisor:
                 self._wait_live(generation)
             except EnvoyStartError:
                 self.generations.remove(generation)
+                self.cold_next = generation.epoch > 0
                 raise
             # Only the new generation and its parent (which the new one drains and ends) may remain.
             for old in self.generations[:-2]:
@@ -242,6 +291,9 @@ class EnvoySupervisor:
                 if current.live_at and now - current.live_at > 30:
                     self.deaths = 0  # it stayed up a while: the backoff starts over
                 self.deaths += 1
+                self.failures += 1
+                self.last_failure = self._failed_start or "Envoy %s" % describe_exit(current.popen.returncode)
+                self._failed_start = None
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (self.deaths - 1))
                 self.next_restart_at = now + delay
                 self.on_event("died", epoch=current.epoch, pid=current.pid, code=current.popen.returncode,
@@ -254,10 +306,18 @@ class EnvoySupervisor:
                 generation = self.start(self.config_path)
             except (EnvoyStartError, OSError) as err:
                 self.generations.append(current)  # so the next check backs off further
+                self._failed_start = str(err)
                 self.on_event("restart-failed", error=str(err))
                 return self.check()
             self.on_event("restarted", epoch=generation.epoch, pid=generation.pid)
             return None
+
+    def restart_now(self):
+        """After the config changed under a dead Envoy: start it at the next check(), the backoff anew."""
+        with self.lock:
+            if self.next_restart_at:
+                self.next_restart_at = time.monotonic()
+            self.deaths = 0
 
     # ------------------------------------------------------------ stopping
 

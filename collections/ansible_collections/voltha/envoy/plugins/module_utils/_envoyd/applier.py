@@ -3,10 +3,13 @@
 """envoyd's applier: one assignment value from Consul -> parsed, rendered, validated, written, and
 confirmed by Envoy (it serves the files' versions, or refuses them and the last good files go back).
 It remembers the last good config, so a value that fails any step changes nothing, and times each
-stage. Used by the daemon (daemon.py) for every change and by --once / --dry-run.
+stage. A config after which Envoy keeps dying, or does not come up, is rolled back the same way.
+Used by the daemon (daemon.py) for every change and by --once / --dry-run.
 """
 
+import logging
 import os
+import resource
 import time
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError, distinct_cores
@@ -29,10 +32,24 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     write_atomic,
     write_files,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import EnvoyStartError
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import (
+    EnvoyStartError,
+    describe_exit,
+    sockets_needed,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, RenderError, parse_value
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import ConfigRejected, EnvoyValidator
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import SettingsError
+
+LOG = logging.getLogger("envoyd")
+# A config is on probation for this long after it is applied: when Envoy fails STRIKES times within
+# it (dies, or a restart does not come up), the config is blamed and the last good files go back. One
+# failure is not enough: Envoy may have been killed for a reason of its own.
+PROBATION_S = 30.0
+STRIKES = 2
+# A config that made Envoy die is refused for this long if it comes again, not tried on Envoy.
+FATAL_FOR_S = 600.0
+FATAL_KEPT = 16
 
 
 class ApplyResult:
@@ -58,8 +75,10 @@ class StageClock:
 class ConfigApplier:
     """Parse, render, validate and apply one assignment value; remembers the last good config."""
 
-    def __init__(self, settings, envoy_bin, metrics, supervisor=None):
+    def __init__(self, settings, envoy_bin, metrics, supervisor=None, open_files=None):
         self.settings = settings
+        self.open_files = open_files  # the open-files limit Envoy inherits (None: not known)
+        self.sockets_short = False  # whether the last assignment may need more sockets than that
         self.metrics = metrics
         self.supervisor = supervisor
         self.config_dir = os.path.abspath(settings.config_dir)
@@ -83,6 +102,9 @@ class ConfigApplier:
         self.envoy_update = None
         self.xds_rejected = {kind: 0 for kind in SUBSCRIPTIONS}  # Envoy's refusal counts, as last seen
         self.kept = []  # the files of the last write, whose last good versions keep_good() kept
+        self.good = None  # (sha, cores, bootstrap) of the config in the kept files
+        self.probation = None  # the config applied last, until Envoy has lived PROBATION_S with it
+        self.fatal = {}  # sha256 -> when a config made Envoy die (monotonic), FATAL_KEPT at most
 
     def render(self, value, stages=None):
         """Value from Consul -> (cores, Rendered); raises AssignmentError or RenderError."""
@@ -118,6 +140,11 @@ class ConfigApplier:
         if sha == self.applied_sha:
             self.metrics.unchanged.inc()
             return ApplyResult(False, "unchanged")
+        died_at = self.fatal.get(sha)
+        if died_at is not None and time.monotonic() - died_at < FATAL_FOR_S:
+            self.metrics.rejects.labels(reason="envoy-died").inc()
+            return ApplyResult(False, "envoy-died", "this config (sha256 %s) made Envoy die %ds ago and was rolled "
+                               "back; it is refused for %ds" % (sha[:12], time.monotonic() - died_at, FATAL_FOR_S))
         try:
             # The TLS listener's SDS files name only the certificate files: written before Envoy
             # validates (it reads them) and left as they are when unchanged.
@@ -132,9 +159,23 @@ class ConfigApplier:
             return ApplyResult(False, "envoy", str(err))
         stages.lap("validate")
         self.metrics.validations.labels(by=how).inc()
+        self._check_sockets(len(distinct_cores(cores)))
         try:
             expected = self.write_and_reload(text, config, fmt)
-        except (EnvoyStartError, OSError) as err:
+        except EnvoyStartError as err:
+            # An Envoy that does not come up with these files must not find them at its next start.
+            if not self._restore_good_state():
+                done = "no earlier files to restore"
+            elif self.supervisor.cold_next:
+                done = "the last good files are back, " + self._start_afresh()
+            else:
+                done = "the last good files are back"
+            reason = "%s; %s" % (err, done)
+            self._mark_fatal(sha)
+            self.metrics.rejects.labels(reason="envoy-died").inc()
+            self.envoy_update = {"state": "died", "sha256": sha, "reason": reason, "at": time.time()}
+            return ApplyResult(False, "envoy-died", reason)
+        except OSError as err:
             self.metrics.rejects.labels(reason="apply").inc()
             return ApplyResult(False, "apply", str(err))
         stages.lap("write")
@@ -147,11 +188,31 @@ class ConfigApplier:
                 return ApplyResult(False, "envoy-rejected", "%s; %s" % (err, self.restore()))
             stages.lap("confirm")
         self.applied_sha, self.applied_cores = sha, cores
+        if not expected and (self.envoy_update or {}).get("state") == "died":
+            self.envoy_update = None  # nothing to confirm (hot restart): a live Envoy serves this config
+        if self.supervisor is not None:
+            self.probation = {"sha": sha, "since": time.monotonic(), "failures": self.supervisor.failures}
         self.metrics.applies.labels(mode=self.settings.reload).inc()
         serving = len(distinct_cores(cores))  # a core serving several stores counts once
         self.metrics.cores.set(serving)
         self.metrics.last_apply.set(time.time())
         return ApplyResult(True, detail="%d cores, validated by %s, sha256 %s%s" % (serving, how, sha[:12], confirmed))
+
+    def _check_sockets(self, cores):
+        """Warn once when an assignment may need more sockets than Envoy may open: Envoy crashes when it runs out."""
+        if not self.open_files or self.open_files == resource.RLIM_INFINITY:
+            return
+        workers = self.settings.envoy_concurrency or len(os.sched_getaffinity(0))
+        needed = sockets_needed(cores, workers)
+        short = needed > self.open_files
+        if short and not self.sockets_short:
+            LOG.warning("%d cores may need up to %d open files in Envoy (a health-check connection to each core and "
+                        "one from each of %d workers), more than its limit of %d: raise the hard limit (ulimit -Hn, "
+                        "docker run --ulimit nofile=N:N, systemd LimitNOFILE=N); Envoy exits when it runs out",
+                        cores, needed, workers, self.open_files)
+        elif self.sockets_short and not short:
+            LOG.info("%d cores fit Envoy's open-files limit of %d", cores, self.open_files)
+        self.sockets_short = short
 
     def write_and_reload(self, text, config, fmt):
         """Write the validated config; reload Envoy the way the settings say (no Envoy with --once).
@@ -162,9 +223,12 @@ class ConfigApplier:
         confirming = (self.settings.reload == "dynamic" and self.supervisor is not None
                       and self.settings.confirm_timeout_s > 0)
         files = dynamic_files(self.config_dir, text, config) if self.settings.reload == "dynamic" else []
-        self.kept = [static] + [path for path, _text in files[:2]]
-        if confirming:
+        if self.supervisor is not None and not self._applied_failed():
+            # The files as they are now are the ones to go back to; not when Envoy failed since they
+            # were applied: then the good files kept before them stay.
+            self.kept = [static] + [path for path, _text in files]
             keep_good(self.kept)
+            self.good = (self.applied_sha, self.applied_cores, self.applied_bootstrap)
         write_atomic(static, text)
         if self.settings.reload == "hot-restart":
             if self.supervisor is not None:
@@ -183,6 +247,8 @@ class ConfigApplier:
         current = self.supervisor.current
         if current is None:
             raise OSError("no Envoy runs")
+        if not current.alive():  # no use waiting for a dead Envoy's word
+            raise NotConfirmed("Envoy %s" % describe_exit(current.popen.returncode))
         return current.admin(path, timeout=2.0)
 
     def confirm(self, expected):
@@ -209,17 +275,69 @@ class ConfigApplier:
         """Remember Envoy's refusal counts, so the next update is judged by new refusals only."""
         try:
             states = parse_stats(self._admin(STATS_PATH))
-        except OSError:
+        except (OSError, NotConfirmed):
             return
         self.xds_rejected = {kind: state.rejected for kind, state in states.items()}
 
+    def _applied_failed(self):
+        """Whether Envoy failed since the config applied last was applied (while it is on probation)."""
+        return bool(self.probation and self.supervisor.failures > self.probation["failures"])
+
+    def _restore_good_state(self):
+        """The kept files back in place, and what envoyd thinks is applied with them."""
+        if not restore_good(self.kept):
+            return False
+        self.kept = []
+        if self.good is not None:
+            self.applied_sha, self.applied_cores, self.applied_bootstrap = self.good
+        return True
+
+    def _mark_fatal(self, sha):
+        self.fatal[sha] = time.monotonic()
+        for old in sorted(self.fatal, key=self.fatal.get)[:-FATAL_KEPT]:
+            del self.fatal[old]
+
+    def _start_afresh(self):
+        """After a failed hot restart: a new Envoy with the files restored (the old one cannot be
+        handed over from any more)."""
+        try:
+            self.supervisor.start(self.supervisor.config_path)
+        except (EnvoyStartError, OSError) as err:
+            return "and an Envoy started afresh with them failed too: %s" % err
+        return "and Envoy started afresh with them (a hot restart that failed blocks the next ones)"
+
+    def judge_failures(self):
+        """After the supervisor looked at Envoy: when Envoy failed STRIKES times since the config on
+        probation was applied, roll the config back. Returns what was done (None: nothing)."""
+        probation = self.probation
+        if probation is None or self.supervisor is None:
+            return None
+        if time.monotonic() - probation["since"] > PROBATION_S:
+            self.probation = None  # Envoy lived with it: proven
+            return None
+        if self.supervisor.failures - probation["failures"] < STRIKES:
+            return None
+        self.probation = None
+        self._mark_fatal(probation["sha"])
+        self.metrics.rejects.labels(reason="envoy-died").inc()
+        failure = self.supervisor.last_failure
+        if self._restore_good_state():
+            done = "rolled back to the last good config (sha256 %s)" % (self.applied_sha or "none")[:12]
+            self.metrics.cores.set(len(distinct_cores(self.applied_cores)))
+        else:
+            done = "no earlier config to roll back to"
+        reason = "%s: it failed %d times within %ds of the config sha256 %s being applied; %s" % (
+            failure, STRIKES, PROBATION_S, probation["sha"][:12], done)
+        self.envoy_update = {"state": "died", "sha256": probation["sha"], "reason": reason, "at": time.time()}
+        return reason
+
     def restore(self):
         """After a refusal: the last good files back in place, and Envoy's word that it serves them."""
-        restored = restore_good(self.kept)
-        if not restored:
+        paths = self.kept
+        if not self._restore_good_state():
             return "no earlier files to restore"
         versions = {}
-        for kind, path in zip(SUBSCRIPTIONS, self.kept[1:]):
+        for kind, path in zip(SUBSCRIPTIONS, paths[1:]):
             with open(path, encoding="utf-8") as handle:
                 versions[kind] = file_version(handle.read(64))
         try:

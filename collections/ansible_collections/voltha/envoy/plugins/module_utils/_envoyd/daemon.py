@@ -21,7 +21,11 @@ from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking impo
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, NoKnownLeader, kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.hosts import host_views
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import EnvoyStartError, EnvoySupervisor
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import (
+    EnvoyStartError,
+    EnvoySupervisor,
+    raise_open_files_limit,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.applier import ConfigApplier
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.metrics import DaemonMetrics
@@ -42,7 +46,11 @@ class Daemon:
         self.envoy_bin = find_envoy(settings.envoy_bin)
         os.makedirs(settings.config_dir, exist_ok=True)
         self.supervisor = None
+        open_files = None
         if not settings.once and not settings.dry_run:
+            before, open_files = raise_open_files_limit()
+            if before != open_files:
+                LOG.info("open-files limit raised from %d to %d (the hard limit) for Envoy", before, open_files)
             self.supervisor = EnvoySupervisor(
                 self.envoy_bin, os.path.abspath(settings.config_dir), base_id=settings.base_id,
                 drain_time=settings.drain_time_s, parent_shutdown_time=settings.parent_shutdown_time_s,
@@ -52,7 +60,7 @@ class Daemon:
                 on_exit=lambda: self.events.put(("envoy-exit",)),
                 # A resource file Envoy cannot fully parse is rejected rather than half applied.
                 extra_args=("--reject-unknown-dynamic-fields",))
-        self.applier = ConfigApplier(settings, self.envoy_bin, self.metrics, self.supervisor)
+        self.applier = ConfigApplier(settings, self.envoy_bin, self.metrics, self.supervisor, open_files)
         self.metrics.watch_envoy_hosts(self.envoy_hosts)
         self.state = None  # the last logged state, so each change of state is logged once
         self.last_stages = None  # seconds by stage of the last apply that wrote files
@@ -73,7 +81,7 @@ class Daemon:
         detail = " ".join("%s=%s" % item for item in sorted(fields.items()))
         if name == "restarted":
             self.metrics.envoy_restarts.inc()
-        warning = name in ("died", "restart-failed", "drain-failed", "not-drained")
+        warning = name in ("died", "restart-failed", "drain-failed", "not-drained", "cold-restart")
         LOG.log(logging.WARNING if warning else logging.INFO, "envoy %s %s", name, detail)
 
     def healthy(self):
@@ -87,6 +95,8 @@ class Daemon:
         update = self.applier.envoy_update or {}
         if update.get("state") == "rejected":
             return "ok; Envoy rejected the last update (%s), serving the last good config\n" % update.get("reason")
+        if update.get("state") == "died":
+            return "ok; Envoy died after the last update (%s)\n" % update.get("reason")
         return "ok\n"
 
     def envoy_admin(self, path):
@@ -229,11 +239,25 @@ class Daemon:
             self._set_state("reject:" + (result.detail or ""), "not applied (%s) at consul index %s: %s; Envoy keeps "
                             "the last good config" % (result.reason, index, result.detail))
 
+    def _supervise(self):
+        """Let the supervisor look at Envoy (start it again after a death), and roll back a config
+        after which Envoy keeps failing. Returns the seconds until it must look again (None: when told)."""
+        with self.apply_lock:  # a rollback changes the files an apply writes
+            check_in = self.supervisor.check()
+            rolled_back = self.applier.judge_failures()
+            if rolled_back is None:
+                return check_in
+            LOG.error("not applied (envoy-died): %s", rolled_back)
+            self.state = "envoy-died"
+            self.supervisor.restart_now()
+            return self.supervisor.check()
+
     def _reload(self):
         """SIGHUP: read the template again, render the last value and hand over to a new Envoy."""
         LOG.info("SIGHUP: rendering again and restarting Envoy")
         try:
-            applier = ConfigApplier(self.settings, self.envoy_bin, self.metrics, self.supervisor)
+            applier = ConfigApplier(self.settings, self.envoy_bin, self.metrics, self.supervisor,
+                                    self.applier.open_files)
         except (SettingsError, RenderError) as err:
             LOG.error("SIGHUP: keeping the running config: %s", err)
             return
@@ -272,7 +296,7 @@ class Daemon:
                     try:
                         pending = self.events.get(timeout=check_in)
                     except queue.Empty:
-                        check_in = self.supervisor.check()
+                        check_in = self._supervise()
                         continue
                 event, pending = pending, None
                 if event[0] == "kv":
@@ -288,7 +312,7 @@ class Daemon:
                 elif event[0] == "term":
                     LOG.info("stopping: draining Envoy for %ss", self.settings.drain_time_s)
                     return 0
-                check_in = self.supervisor.check()
+                check_in = self._supervise()
         finally:
             self.stop_event.set()
             with self.apply_lock:  # let an apply under way on the watcher's thread finish first

@@ -1,0 +1,98 @@
+"""The applier's judgement of Envoy's failures after an apply: a config after which Envoy fails twice
+within its probation is rolled back to the kept files and refused if it comes again; one failure, or
+failures once the config has proven itself, change nothing."""
+
+import os
+import time
+
+import pytest
+
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import Core
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import keep_good, sha256_text, write_atomic
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd import applier as applier_module
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.daemon import Daemon
+from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import load_settings
+
+GOOD, BAD = "a" * 64, "b" * 64
+CORE_0, CORE_1 = Core("p0", "core-0", "127.0.0.1", 50057), Core("p1", "core-1", "127.0.0.2", 50057)
+VALUE = '{"p0": {"id": "core-0", "host": "127.0.0.1", "port": 50057}}'
+
+
+@pytest.fixture
+def applier(tmp_path):
+    """An applier whose config BAD was just applied over GOOD, whose files it kept."""
+    applier = Daemon(load_settings(["--config-dir", str(tmp_path)], {})).applier
+    files = [tmp_path / "envoy.json", tmp_path / "bootstrap.json"]
+    for path in files:
+        path.write_text("good\n")
+    keep_good([str(path) for path in files])
+    for path in files:
+        write_atomic(str(path), "bad\n")  # a new file renamed in: the kept link keeps the old one
+    applier.kept = [str(path) for path in files]
+    applier.good = (GOOD, (CORE_0,), "good\n")
+    applier.applied_sha, applier.applied_cores = BAD, (CORE_0, CORE_1)
+    applier.probation = {"sha": BAD, "since": time.monotonic(), "failures": applier.supervisor.failures}
+    applier.files = files
+    return applier
+
+
+def fail(applier, how="Envoy was killed by SIGSEGV"):
+    applier.supervisor.failures += 1
+    applier.supervisor.last_failure = how
+
+
+def test_two_failures_within_the_probation_roll_the_config_back(applier):
+    fail(applier)
+    assert applier.judge_failures() is None  # once may be Envoy's own bad luck
+    fail(applier)
+    reason = applier.judge_failures()
+    assert reason.startswith("Envoy was killed by SIGSEGV: it failed 2 times within 30s of the config sha256 bbbb")
+    assert "rolled back to the last good config (sha256 aaaaaaaaaaaa)" in reason
+    assert [path.read_text() for path in applier.files] == ["good\n", "good\n"]
+    assert (applier.applied_sha, applier.applied_cores, applier.applied_bootstrap) == applier.good
+    assert applier.envoy_update["state"] == "died" and applier.envoy_update["sha256"] == BAD
+    assert applier.metrics.value("envoyd_rejects_total", reason="envoy-died") == 1
+    assert applier.metrics.value("envoyd_assignment_cores") == 1
+    assert BAD in applier.fatal and applier.probation is None
+    fail(applier)
+    assert applier.judge_failures() is None  # judged once
+
+
+def test_failures_after_the_probation_leave_the_config_alone(applier, monkeypatch):
+    monkeypatch.setattr(applier_module, "PROBATION_S", 0.0)
+    fail(applier)
+    fail(applier)
+    assert applier.judge_failures() is None
+    assert applier.probation is None and applier.applied_sha == BAD
+    assert [path.read_text() for path in applier.files] == ["bad\n", "bad\n"]
+
+
+def test_failures_before_the_apply_are_not_the_configs(applier):
+    applier.probation["failures"] = applier.supervisor.failures + 1  # one failure happened before
+    fail(applier)
+    fail(applier)
+    assert applier.judge_failures() is None
+    fail(applier)
+    assert "failed 2 times" in applier.judge_failures()
+
+
+def test_a_config_that_killed_envoy_is_refused_when_it_comes_again(applier):
+    fail(applier)
+    fail(applier)
+    applier.judge_failures()
+    # Say the config that killed Envoy was VALUE's: it is refused before it reaches Envoy.
+    killer = sha256_text(applier.render(VALUE)[1][0])
+    applier.fatal[killer] = applier.fatal.pop(BAD)
+    result = applier.apply(VALUE)
+    assert (result.applied, result.reason) == (False, "envoy-died")
+    assert "made Envoy die 0s ago and was rolled back; it is refused for 600s" in result.detail
+    assert applier.metrics.value("envoyd_rejects_total", reason="envoy-died") == 2
+
+
+def test_no_kept_files_means_no_rollback_but_a_report(applier):
+    for path in applier.kept:
+        os.unlink(path + ".good")
+    fail(applier)
+    fail(applier)
+    assert applier.judge_failures().endswith("no earlier config to roll back to")
+    assert applier.applied_sha == BAD
