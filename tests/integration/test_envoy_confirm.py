@@ -37,9 +37,15 @@ def held_port():
         yield sock.getsockname()[1]
 
 
-def test_every_update_is_confirmed_by_envoy(consul_agent, cores, start_envoyd):
+MODES = pytest.mark.parametrize("reload", ["dynamic", "xds"])
+# What Envoy confirms: the versions of its resource files, or of the ADS snapshot's types.
+CONFIRMED = {"dynamic": {"cds", "lds"}, "xds": {"cds", "eds", "lds"}}
+
+
+@MODES
+def test_every_update_is_confirmed_by_envoy(consul_agent, cores, start_envoyd, reload):
     consul_agent.client().kv.put(KEY, assignment(cores[:2]))
-    envoyd = start_envoyd(consul_agent.address, extra=("--assignment-key", KEY))
+    envoyd = start_envoyd(consul_agent.address, reload=reload, extra=("--assignment-key", KEY))
     wait_for(lambda: (envoyd.status().get("envoy_update") or {}).get("state") == "confirmed", 10, "a confirmation")
     consul_agent.client().kv.put(KEY, assignment(cores))
     wait_for(lambda: cores_answering(envoyd.nbi) == {c.core_id for c in cores}, 10, "calls reaching three cores")
@@ -47,7 +53,7 @@ def test_every_update_is_confirmed_by_envoy(consul_agent, cores, start_envoyd):
     assert status["envoy_update"]["state"] == "confirmed"
     # What Envoy serves is what envoyd wrote: the version_info of the files is Envoy's version_text.
     versions = status["envoy_update"]["versions"]
-    assert set(versions) == {"cds", "lds"} and all(versions.values())
+    assert set(versions) == CONFIRMED[reload] and all(versions.values())
     brief = envoyd.status(brief=True)  # the cheap report, for who asks often
     assert brief["core_count"] == 3 and "envoy_hosts" not in brief and brief["envoy_update"]["state"] == "confirmed"
     stages = status["last_apply_stages"]
@@ -55,13 +61,14 @@ def test_every_update_is_confirmed_by_envoy(consul_agent, cores, start_envoyd):
     assert envoyd.metric('envoyd_apply_stage_seconds_count{stage="confirm"}') >= 2
 
 
-def test_an_update_envoy_refuses_is_undone(consul_agent, cores, start_envoyd, tmp_path, held_port):
+@MODES
+def test_an_update_envoy_refuses_is_undone(consul_agent, cores, start_envoyd, tmp_path, held_port, reload):
     # The shipped template, but with three cores or more the listener moves to another port.
     template = tmp_path / "moving.json.j2"
     template.write_text(VOLTHA_TEMPLATE.replace(
         '"port_value": {{ listen_port }}', '"port_value": {{ moved_port if cores | length > 2 else listen_port }}'))
     consul_agent.client().kv.put(KEY, assignment(cores[:2]))
-    envoyd = start_envoyd(consul_agent.address, extra=(
+    envoyd = start_envoyd(consul_agent.address, reload=reload, extra=(
         "--assignment-key", KEY, "--template", str(template), "--var", f"moved_port={held_port}"))
     two = {c.core_id for c in cores[:2]}
     assert cores_answering(envoyd.nbi) == two

@@ -31,7 +31,7 @@ def assignment(cores, unanswered: int = 0) -> str:
     return json.dumps(value)
 
 
-@pytest.mark.parametrize("reload", ["dynamic", "hot-restart"])
+@pytest.mark.parametrize("reload", ["dynamic", "xds", "hot-restart"])
 def test_a_config_after_which_envoy_dies_is_rolled_back(consul_agent, cores, start_envoyd, reload):
     kv = consul_agent.client().kv
     kv.put(KEY, assignment(cores[:2]))

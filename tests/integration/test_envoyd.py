@@ -37,7 +37,7 @@ def kv(consul_agent):
     client.kv.delete(KEY)
 
 
-@pytest.mark.parametrize("reload", ["dynamic", "hot-restart"])
+@pytest.mark.parametrize("reload", ["dynamic", "xds", "hot-restart"])
 def test_routes_to_assigned_cores_and_follows_changes(consul_agent, kv, cores, start_envoyd, reload):
     kv.put(KEY, assignment(cores[0], cores[1]))
     envoyd = start_envoyd(consul_agent.address, reload)
@@ -181,9 +181,10 @@ def test_consul_down_and_back(start_consul, cores, start_envoyd):
     assert envoyd.log().count("unreachable") == 1  # a change of state is logged once
 
 
-def test_envoy_killed_comes_back(consul_agent, kv, cores, start_envoyd):
+@pytest.mark.parametrize("reload", ["dynamic", "xds"])
+def test_envoy_killed_comes_back(consul_agent, kv, cores, start_envoyd, reload):
     kv.put(KEY, assignment(cores[1]))
-    envoyd = start_envoyd(consul_agent.address)
+    envoyd = start_envoyd(consul_agent.address, reload)
     [pid] = envoyd.envoy_pids()
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: envoyd.healthy() and envoyd.envoy_pids() not in ([], [pid]), 30, "a new Envoy")
@@ -195,7 +196,7 @@ def test_envoy_killed_comes_back(consul_agent, kv, cores, start_envoyd):
     assert envoyd.metric("envoyd_envoy_restarts_total") == 1
 
 
-@pytest.mark.parametrize("reload", ["dynamic", "hot-restart"])
+@pytest.mark.parametrize("reload", ["dynamic", "xds", "hot-restart"])
 def test_sigterm_leaves_nothing_running(consul_agent, kv, cores, start_envoyd, reload):
     kv.put(KEY, assignment(cores[0]))
     envoyd = start_envoyd(consul_agent.address, reload)
@@ -206,11 +207,13 @@ def test_sigterm_leaves_nothing_running(consul_agent, kv, cores, start_envoyd, r
     assert envoyd.stop() == 0
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}"), f"process {pid} still running"
+    assert not (envoyd.config_dir / "xds.sock").exists()  # the ADS server's socket (xds) goes with it
 
 
-def test_sighup_renders_again_and_hands_over(consul_agent, kv, cores, start_envoyd):
+@pytest.mark.parametrize("reload", ["hot-restart", "xds"])
+def test_sighup_renders_again_and_hands_over(consul_agent, kv, cores, start_envoyd, reload):
     kv.put(KEY, assignment(cores[0]))
-    envoyd = start_envoyd(consul_agent.address, "hot-restart")
+    envoyd = start_envoyd(consul_agent.address, reload)
     first = envoyd.status()["envoy"][-1]
     envoyd.process.signal(signal.SIGHUP)
     wait_for(lambda: envoyd.status()["envoy"][-1]["epoch"] == first["epoch"] + 1 and envoyd.healthy(), 20,
@@ -298,7 +301,7 @@ def test_dry_run_prints_and_writes_nothing(consul_agent, kv, cores, tmp_path):
 def test_bad_settings_are_named_not_tracebacks(tmp_path):
     done = run_envoyd("--config-dir", str(tmp_path), "--reload", "sometimes")
     assert done.returncode == 2
-    assert done.stderr.strip() == "envoyd: reload must be dynamic or hot-restart, got 'sometimes'"
+    assert done.stderr.strip() == "envoyd: reload must be one of dynamic, xds, hot-restart, got 'sometimes'"
     done = run_envoyd("--config-dir", str(tmp_path), "--consul-addr", "consul:http")
     assert done.returncode == 2 and "Traceback" not in done.stderr and "consul:http" in done.stderr
 

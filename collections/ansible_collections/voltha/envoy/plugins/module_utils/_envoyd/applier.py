@@ -13,6 +13,7 @@ import resource
 import time
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError, distinct_cores
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.ads_server import Snapshot
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import (
     STATS_PATH,
     SUBSCRIPTIONS,
@@ -23,6 +24,8 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import
     wait_confirmed,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
+    BOOTSTRAP_FILE,
+    dump_json,
     dynamic_files,
     keep_good,
     restore_good,
@@ -39,6 +42,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, RenderError, parse_value
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import ConfigRejected, EnvoyValidator
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import ResourceBuilder, XdsError, ads_bootstrap
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import SettingsError
 
 LOG = logging.getLogger("envoyd")
@@ -75,8 +79,10 @@ class StageClock:
 class ConfigApplier:
     """Parse, render, validate and apply one assignment value; remembers the last good config."""
 
-    def __init__(self, settings, envoy_bin, metrics, supervisor=None, open_files=None):
+    def __init__(self, settings, envoy_bin, metrics, supervisor=None, open_files=None, ads=None):
         self.settings = settings
+        self.ads = ads  # the ADS server (xds mode): the config goes to Envoy as a snapshot
+        self.builder = ResourceBuilder() if settings.reload == "xds" else None
         self.open_files = open_files  # the open-files limit Envoy inherits (None: not known)
         self.sockets_short = False  # whether the last assignment may need more sockets than that
         self.metrics = metrics
@@ -103,6 +109,7 @@ class ConfigApplier:
         self.xds_rejected = {kind: 0 for kind in SUBSCRIPTIONS}  # Envoy's refusal counts, as last seen
         self.kept = []  # the files of the last write, whose last good versions keep_good() kept
         self.good = None  # (sha, cores, bootstrap) of the config in the kept files
+        self.good_snapshot = None  # and the snapshot that goes with them (xds mode)
         self.probation = None  # the config applied last, until Envoy has lived PROBATION_S with it
         self.fatal = {}  # sha256 -> when a config made Envoy die (monotonic), FATAL_KEPT at most
 
@@ -175,6 +182,9 @@ class ConfigApplier:
             self.metrics.rejects.labels(reason="envoy-died").inc()
             self.envoy_update = {"state": "died", "sha256": sha, "reason": reason, "at": time.time()}
             return ApplyResult(False, "envoy-died", reason)
+        except XdsError as err:
+            self.metrics.rejects.labels(reason="render").inc()
+            return ApplyResult(False, "render", "as xDS resources: %s" % err)
         except OSError as err:
             self.metrics.rejects.labels(reason="apply").inc()
             return ApplyResult(False, "apply", str(err))
@@ -220,56 +230,90 @@ class ConfigApplier:
         Returns the versions Envoy must confirm ({"cds": version, "lds": version}), or None when
         nothing is to be confirmed (hot restart, --once, confirmation off)."""
         static = static_path(self.config_dir, fmt)
-        confirming = (self.settings.reload == "dynamic" and self.supervisor is not None
-                      and self.settings.confirm_timeout_s > 0)
-        files = dynamic_files(self.config_dir, text, config) if self.settings.reload == "dynamic" else []
+        reload = self.settings.reload
+        confirming = (reload != "hot-restart" and self.supervisor is not None and self.settings.confirm_timeout_s > 0)
+        snapshot = None
+        if reload == "xds":
+            snapshot = self._snapshot(config)
+            bootstrap = ads_bootstrap(config, self.ads.socket_path if self.ads else "xds.sock")
+            files = [(os.path.join(self.config_dir, BOOTSTRAP_FILE), dump_json(bootstrap))]
+        else:
+            files = dynamic_files(self.config_dir, text, config) if reload == "dynamic" else []
         if self.supervisor is not None and not self._applied_failed():
             # The files as they are now are the ones to go back to; not when Envoy failed since they
             # were applied: then the good files kept before them stay.
             self.kept = [static] + [path for path, _text in files]
             keep_good(self.kept)
             self.good = (self.applied_sha, self.applied_cores, self.applied_bootstrap)
+            self.good_snapshot = self.ads.snapshot if self.ads else None
         write_atomic(static, text)
+        if snapshot is not None:
+            write_files(files)
+            if self.ads is not None:
+                self.ads.set(snapshot)
+            return self._start_if_new(files[-1], snapshot if confirming else None)
         if self.settings.reload == "hot-restart":
             if self.supervisor is not None:
                 self.supervisor.start(static)
             return None
         write_files(files)  # cds, lds, then the bootstrap
-        bootstrap_path, bootstrap_text = files[-1]
+        expected = {kind: file_version(file_text) for kind, (_path, file_text) in zip(SUBSCRIPTIONS, files)}
+        return self._start_if_new(files[-1], expected if confirming else None)
+
+    def _start_if_new(self, bootstrap_file, expected):
+        """Start Envoy (a hot restart when one runs) when the bootstrap changed or none runs; returns expected."""
+        bootstrap_path, bootstrap_text = bootstrap_file
         if self.supervisor is not None and (bootstrap_text != self.applied_bootstrap or not self.supervisor.pids()):
             self.supervisor.start(bootstrap_path)
         self.applied_bootstrap = bootstrap_text
-        if not confirming:
-            return None
-        return {kind: file_version(file_text) for kind, (_path, file_text) in zip(SUBSCRIPTIONS, files)}
+        return expected
+
+    def _snapshot(self, config):
+        """The rendered config as an ADS snapshot: its resources encoded once, here."""
+        return Snapshot(self.builder.build(config))
+
+    def _envoy_gone(self):
+        """Why the current Envoy will not answer (it died), or None."""
+        current = self.supervisor.current if self.supervisor else None
+        if current is not None and not current.alive():
+            return "Envoy %s" % describe_exit(current.popen.returncode)
+        return None
 
     def _admin(self, path):
         current = self.supervisor.current
         if current is None:
             raise OSError("no Envoy runs")
-        if not current.alive():  # no use waiting for a dead Envoy's word
-            raise NotConfirmed("Envoy %s" % describe_exit(current.popen.returncode))
+        gone = self._envoy_gone()
+        if gone:  # no use waiting for a dead Envoy's word
+            raise NotConfirmed(gone)
         return current.admin(path, timeout=2.0)
 
     def confirm(self, expected):
         """Wait until Envoy serves the expected versions; EnvoyRejected when it refuses one. An Envoy
         that says neither in time leaves the update applied but unconfirmed (logged by the caller)."""
+        snapshot = expected if isinstance(expected, Snapshot) else None
+        versions = snapshot.kinds() if snapshot else expected
         try:
-            states = wait_confirmed(self._admin, expected, self.xds_rejected, self.settings.confirm_timeout_s)
+            if snapshot:
+                self.ads.wait_acked(snapshot, self.settings.confirm_timeout_s, self._envoy_gone)
+            else:
+                states = wait_confirmed(self._admin, expected, self.xds_rejected, self.settings.confirm_timeout_s)
         except NotConfirmed as err:
-            self.envoy_update = {"state": "unconfirmed", "versions": expected, "reason": str(err)}
+            self.envoy_update = {"state": "unconfirmed", "versions": versions, "reason": str(err)}
             self.metrics.envoy_rejected.set(0)
             return " (not confirmed: %s)" % err
         except EnvoyRejected as err:
-            self.envoy_update = {"state": "rejected", "versions": expected, "rejected": err.kind,
+            self.envoy_update = {"state": "rejected", "versions": versions, "rejected": err.kind,
                                  "reason": err.reason, "at": time.time()}
             self.metrics.envoy_rejected.set(1)
-            self._note_rejections()
+            if not snapshot:
+                self._note_rejections()
             raise
-        self.xds_rejected = {kind: state.rejected for kind, state in states.items()}
-        self.envoy_update = {"state": "confirmed", "versions": expected}
+        if not snapshot:
+            self.xds_rejected = {kind: state.rejected for kind, state in states.items()}
+        self.envoy_update = {"state": "confirmed", "versions": versions}
         self.metrics.envoy_rejected.set(0)
-        return ", confirmed by Envoy (cds %s, lds %s)" % (expected["cds"], expected["lds"])
+        return ", confirmed by Envoy (%s)" % ", ".join("%s %s" % item for item in versions.items())
 
     def _note_rejections(self):
         """Remember Envoy's refusal counts, so the next update is judged by new refusals only."""
@@ -290,6 +334,8 @@ class ConfigApplier:
         self.kept = []
         if self.good is not None:
             self.applied_sha, self.applied_cores, self.applied_bootstrap = self.good
+        if self.ads is not None and self.good_snapshot is not None:
+            self.ads.set(self.good_snapshot)
         return True
 
     def _mark_fatal(self, sha):
@@ -333,9 +379,17 @@ class ConfigApplier:
 
     def restore(self):
         """After a refusal: the last good files back in place, and Envoy's word that it serves them."""
-        paths = self.kept
+        paths, snapshot = self.kept, self.good_snapshot
         if not self._restore_good_state():
             return "no earlier files to restore"
+        if self.ads is not None and snapshot is not None:
+            try:
+                self.ads.wait_acked(snapshot, self.settings.confirm_timeout_s, self._envoy_gone)
+            except (NotConfirmed, EnvoyRejected) as err:
+                return "restored the last good config, but Envoy did not confirm it: %s" % err
+            self.envoy_update["serving"] = snapshot.kinds()
+            return "restored the last good config, which Envoy serves (%s)" % ", ".join(
+                "%s %s" % item for item in snapshot.kinds().items())
         versions = {}
         for kind, path in zip(SUBSCRIPTIONS, paths[1:]):
             with open(path, encoding="utf-8") as handle:

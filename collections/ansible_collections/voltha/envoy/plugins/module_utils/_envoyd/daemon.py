@@ -19,6 +19,7 @@ import time
 
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, NoKnownLeader, kv_fetcher
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.ads_server import AdsServer
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.hosts import host_views
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import (
@@ -27,6 +28,9 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import
     raise_open_files_limit,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import XdsError
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import available as xds_available
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import socket_path as xds_socket_path
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.applier import ConfigApplier
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.metrics import DaemonMetrics
 from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import SettingsError
@@ -60,7 +64,19 @@ class Daemon:
                 on_exit=lambda: self.events.put(("envoy-exit",)),
                 # A resource file Envoy cannot fully parse is rejected rather than half applied.
                 extra_args=("--reject-unknown-dynamic-fields",))
-        self.applier = ConfigApplier(settings, self.envoy_bin, self.metrics, self.supervisor, open_files)
+        self.ads = None
+        if settings.reload == "xds" and self.supervisor is not None:
+            missing = xds_available()
+            if missing:
+                raise SettingsError(missing)
+            try:
+                path = xds_socket_path(settings.config_dir)
+            except XdsError as err:
+                raise SettingsError(str(err)) from err
+            if os.path.exists(path):
+                os.unlink(path)  # left by an envoyd that ended without cleaning up
+            self.ads = AdsServer(path, on_event=self._envoy_event)
+        self.applier = ConfigApplier(settings, self.envoy_bin, self.metrics, self.supervisor, open_files, self.ads)
         self.metrics.watch_envoy_hosts(self.envoy_hosts)
         self.state = None  # the last logged state, so each change of state is logged once
         self.last_stages = None  # seconds by stage of the last apply that wrote files
@@ -257,7 +273,7 @@ class Daemon:
         LOG.info("SIGHUP: rendering again and restarting Envoy")
         try:
             applier = ConfigApplier(self.settings, self.envoy_bin, self.metrics, self.supervisor,
-                                    self.applier.open_files)
+                                    self.applier.open_files, self.ads)
         except (SettingsError, RenderError) as err:
             LOG.error("SIGHUP: keeping the running config: %s", err)
             return
@@ -277,6 +293,9 @@ class Daemon:
         if self.settings.once or self.settings.dry_run:
             return self.run_once()
         self._install_signals()
+        if self.ads is not None:
+            self.ads.start()
+            LOG.info("serving Envoy's config over ADS on unix:%s", self.ads.socket_path)
         if self.settings.status_addr:
             self.status = StatusServer(self.settings.status_addr, self)
             self.status.start()
@@ -317,5 +336,7 @@ class Daemon:
             self.stop_event.set()
             with self.apply_lock:  # let an apply under way on the watcher's thread finish first
                 self.supervisor.stop()
+            if self.ads is not None:
+                self.ads.stop()
             if self.status:
                 self.status.stop()

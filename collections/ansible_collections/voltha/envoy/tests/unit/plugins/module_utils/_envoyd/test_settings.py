@@ -171,7 +171,7 @@ def test_durations_are_derived():
 # ------------------------------------------------------------------ errors
 
 @pytest.mark.parametrize("argv,environ,message", [
-    (["--reload", "restart"], {}, "reload must be dynamic or hot-restart, got 'restart'"),
+    (["--reload", "restart"], {}, "reload must be one of dynamic, xds, hot-restart, got 'restart'"),
     (["--drain-strategy", "slow"], {}, "drain_strategy must be immediate or gradual, got 'slow'"),
     ([], {"ENVOYD_VALIDATION": "none"}, "validation must be envoy or shape-cache, got 'none'"),
     (["--base-id", "one"], {}, "base_id must be an integer, got 'one'"),

@@ -1,0 +1,275 @@
+# Copyright (c) voltha.envoy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""A rendered bootstrap as xDS resources for envoyd's ADS server (ads_server.py), in protobuf.
+
+ads_bootstrap() keeps what stays in the bootstrap and points Envoy at the ADS server on a unix socket;
+resources() splits listeners (LDS), clusters (CDS) and the endpoints of every static cluster, which
+become an EDS cluster and its ClusterLoadAssignment: a change of the cores changes only the endpoints,
+and Envoy rebuilds no cluster for it. encode() turns them into protobuf bytes. The endpoints, thousands
+of them, are encoded one by one and kept by value, so a change encodes only the endpoints it adds; the
+rest comes from json_format, whose extension types (any ``@type``) are imported on first sight.
+
+Daemon-only: it needs the Python packages xds-protos and protobuf, which envoyd's venv carries.
+"""
+
+import importlib
+import json
+import os
+import pkgutil
+
+try:
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+    from envoy.config.listener.v3 import listener_pb2
+    from google.protobuf import json_format
+    from google.protobuf.internal.encoder import _VarintBytes
+except ImportError:  # said by envoyd when the xds mode is asked for without them
+    cluster_pb2 = endpoint_pb2 = endpoint_components_pb2 = listener_pb2 = json_format = _VarintBytes = None
+
+from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
+
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+KINDS = {CLUSTER: "cds", ENDPOINTS: "eds", LISTENER: "lds"}  # also the order a change is sent in
+ADS_CLUSTER = "envoyd-xds"
+ENDPOINT_CACHE_MAX = 50000
+
+
+class XdsError(VolthaEnvoyError):
+    """A rendered config that cannot become xDS resources (a field or type protobuf does not know)."""
+
+
+def available():
+    """None when the xds mode can run here, else what is missing."""
+    if json_format is None:
+        return "the xds reload mode needs the Python packages xds-protos and protobuf (pip install xds-protos)"
+    return None
+
+
+def ads_bootstrap(config, socket_path, node_id="envoyd", node_cluster="voltha"):
+    """The bootstrap Envoy starts with: the rendered one without its listeners and clusters, which come
+    over ADS from envoyd on ``socket_path``, with a static cluster to reach it."""
+    bootstrap = dict(config)
+    static = dict(bootstrap.pop("static_resources", None) or {})
+    static.pop("listeners", None)
+    static.pop("clusters", None)
+    static["clusters"] = [{
+        "name": ADS_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}}},
+        "load_assignment": {"cluster_name": ADS_CLUSTER, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"pipe": {"path": socket_path}}}}]}]},
+    }]
+    bootstrap["static_resources"] = static
+    node = dict(bootstrap.get("node") or {})
+    node.setdefault("id", node_id)
+    node.setdefault("cluster", node_cluster)
+    bootstrap["node"] = node
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    bootstrap["dynamic_resources"] = {
+        "ads_config": {"api_type": "GRPC", "transport_api_version": "V3", "set_node_on_first_message_only": True,
+                       "grpc_services": [{"envoy_grpc": {"cluster_name": ADS_CLUSTER}}]},
+        "cds_config": ads, "lds_config": ads}
+    return bootstrap
+
+
+def resources(config):
+    """{type url: [(name, resource as a dict)]} of a rendered bootstrap: its listeners, its clusters,
+    and the endpoints of each static cluster (which becomes an EDS cluster over ADS)."""
+    static = config.get("static_resources") or {}
+    clusters, endpoints = [], []
+    for cluster in static.get("clusters") or []:
+        name = cluster.get("name")
+        if cluster.get("type", "STATIC") == "STATIC" and "load_assignment" in cluster:
+            cluster = dict(cluster)
+            assignment = dict(cluster.pop("load_assignment"), cluster_name=name)
+            cluster["type"] = "EDS"
+            cluster["eds_cluster_config"] = {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
+            # A core taken out of the assignment leaves at once, as from a rebuilt static cluster; by
+            # default Envoy keeps a removed host for as long as it passes its health checks.
+            cluster.setdefault("ignore_health_on_host_removal", True)
+            endpoints.append((name, assignment))
+        clusters.append((name, cluster))
+    listeners = [(listener.get("name"), listener) for listener in static.get("listeners") or []]
+    return {CLUSTER: clusters, ENDPOINTS: endpoints, LISTENER: listeners}
+
+
+class ResourceBuilder:
+    """A rendered bootstrap -> {type url: [(name, protobuf bytes)]}, change after change.
+
+    A change of the cores changes only a cluster's endpoints, which Envoy takes without rebuilding the
+    cluster. But Envoy sends no call to a new core before its first health check passes, so endpoints
+    that share no core with the last ones would leave the cluster without a healthy host for that long.
+    Then the cluster is sent anew, with endpoints under a name of their own (CLUSTER/GENERATION: the
+    old cluster keeps its own), and Envoy warms the new cluster, endpoints and first checks, while the
+    old one serves, as it does with a cluster from a file.
+    """
+
+    def __init__(self):
+        self.encoder = Encoder()
+        self.hosts = {}  # cluster name -> the (address, port) of its last endpoints
+        self.generations = {}  # cluster name -> how many times it was sent anew
+
+    def build(self, config):
+        found = resources(config)
+        endpoints = []
+        for name, assignment in found[ENDPOINTS]:
+            hosts = _hosts(assignment)
+            before = self.hosts.get(name)
+            if before and hosts and before.isdisjoint(hosts):
+                self.generations[name] = self.generations.get(name, 0) + 1
+            self.hosts[name] = hosts
+            endpoints.append((name, assignment))
+        found[ENDPOINTS] = []
+        for name, assignment in endpoints:
+            eds_name = _eds_name(name, self.generations.get(name))
+            found[ENDPOINTS].append((eds_name, dict(assignment, cluster_name=eds_name)))
+        found[CLUSTER] = [(name, _with_generation(cluster, self.generations.get(name)))
+                          for name, cluster in found[CLUSTER]]
+        return {type_url: [(name, self.encoder.encode(type_url, data)) for name, data in items]
+                for type_url, items in found.items()}
+
+
+def _hosts(assignment):
+    hosts = set()
+    for locality in assignment.get("endpoints") or []:
+        for lb_endpoint in locality.get("lb_endpoints") or []:
+            try:
+                address = lb_endpoint["endpoint"]["address"]["socket_address"]
+                hosts.add((address.get("address"), address.get("port_value")))
+            except (KeyError, TypeError, AttributeError):
+                continue
+    return hosts
+
+
+def _eds_name(cluster_name, generation):
+    return "%s/%d" % (cluster_name, generation) if generation else cluster_name
+
+
+def _with_generation(cluster, generation):
+    if not generation or "eds_cluster_config" not in cluster:
+        return cluster
+    cluster = dict(cluster)
+    eds_name = _eds_name(cluster["name"], generation)
+    cluster["eds_cluster_config"] = dict(cluster["eds_cluster_config"], service_name=eds_name)
+    return cluster
+
+
+class Encoder:
+    """Resources as dicts -> protobuf bytes. Keeps what it encoded: a listener or cluster that did not
+    change costs a dictionary lookup, an endpoint seen before costs none."""
+
+    def __init__(self):
+        if json_format is None:
+            raise XdsError(available())
+        self._messages = {LISTENER: listener_pb2.Listener, CLUSTER: cluster_pb2.Cluster,
+                          ENDPOINTS: endpoint_pb2.ClusterLoadAssignment}
+        self._imported = set()
+        self._small = {}  # json text of a listener or cluster -> bytes
+        self._endpoints = {}  # (address, port, hostname) -> bytes of the LbEndpoint
+        self._tag_lb_endpoint = _tag(endpoint_components_pb2.LocalityLbEndpoints, "lb_endpoints")
+        self._tag_locality = _tag(endpoint_pb2.ClusterLoadAssignment, "endpoints")
+
+    def encode(self, type_url, data):
+        """One resource's bytes."""
+        if type_url == ENDPOINTS:
+            return self._assignment(data)
+        key = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        encoded = self._small.get(key)
+        if encoded is None:
+            encoded = self._parse(self._messages[type_url], data).SerializeToString(deterministic=True)
+            if len(self._small) > 256:
+                self._small.clear()
+            self._small[key] = encoded
+        return encoded
+
+    def _parse(self, message_class, data):
+        self._import_types(data)
+        try:
+            return json_format.ParseDict(data, message_class())
+        except json_format.ParseError as err:
+            raise XdsError("%s: %s" % (message_class.DESCRIPTOR.name, err)) from err
+
+    def _import_types(self, data):
+        """json_format resolves an Any's @type from the protobuf modules imported: import each type's package."""
+        for type_url in _types_in(data):
+            package = type_url.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            if package in self._imported:
+                continue
+            self._imported.add(package)
+            try:
+                module = importlib.import_module(package)
+            except ImportError:
+                continue  # an unknown type: json_format names it
+            for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+                if info.name.endswith("_pb2"):
+                    importlib.import_module("%s.%s" % (package, info.name))
+
+    def _assignment(self, data):
+        """A ClusterLoadAssignment: its other fields by json_format, each LbEndpoint by itself (kept by value)."""
+        rest = {key: value for key, value in data.items() if key != "endpoints"}
+        parts = [self._parse(endpoint_pb2.ClusterLoadAssignment, rest).SerializeToString(deterministic=True)]
+        for locality in data.get("endpoints") or []:
+            header = {key: value for key, value in locality.items() if key != "lb_endpoints"}
+            body = [self._parse(endpoint_components_pb2.LocalityLbEndpoints, header).SerializeToString()]
+            for lb_endpoint in locality.get("lb_endpoints") or []:
+                encoded = self._lb_endpoint(lb_endpoint)
+                body.append(self._tag_lb_endpoint + _VarintBytes(len(encoded)) + encoded)
+            body = b"".join(body)
+            parts.append(self._tag_locality + _VarintBytes(len(body)) + body)
+        return b"".join(parts)
+
+    def _lb_endpoint(self, data):
+        key = _endpoint_key(data)
+        encoded = self._endpoints.get(key) if key else None
+        if encoded is None:
+            encoded = self._parse(endpoint_components_pb2.LbEndpoint, data).SerializeToString(deterministic=True)
+            if key:
+                if len(self._endpoints) >= ENDPOINT_CACHE_MAX:
+                    self._endpoints.clear()
+                self._endpoints[key] = encoded
+        return encoded
+
+
+def _endpoint_key(data):
+    """(address, port, hostname) of an LbEndpoint of exactly the shape the renderer builds, else None."""
+    try:
+        endpoint = data["endpoint"]
+        socket_address = endpoint["address"]["socket_address"]
+        if len(data) != 1 or len(endpoint) != 2 or len(endpoint["address"]) != 1 or len(socket_address) != 2:
+            return None
+        return socket_address["address"], socket_address["port_value"], endpoint["hostname"]
+    except (KeyError, TypeError):
+        return None
+
+
+def _tag(message_class, field):
+    """The wire tag of a length-delimited field (its number from the descriptor, not written here)."""
+    return _VarintBytes(message_class.DESCRIPTOR.fields_by_name[field].number << 3 | 2)
+
+
+def _types_in(data):
+    """Every Any @type in a resource."""
+    found = set()
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            type_url = item.get("@type")
+            if isinstance(type_url, str):
+                found.add(type_url)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def socket_path(config_dir):
+    """The ADS server's unix socket in a config directory (a path must fit sun_path: 107 bytes)."""
+    path = os.path.join(os.path.abspath(config_dir), "xds.sock")
+    if len(path.encode()) > 107:
+        raise XdsError("the ADS socket path %s is longer than a unix socket may have (107 bytes): use a shorter "
+                       "--config-dir" % path)
+    return path

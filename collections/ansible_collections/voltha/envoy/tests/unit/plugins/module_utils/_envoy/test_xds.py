@@ -1,0 +1,94 @@
+"""A rendered bootstrap as xDS resources: what goes to Envoy over ADS, and bytes equal to protobuf's own."""
+
+import json
+
+import pytest
+
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import (
+    ADS_CLUSTER,
+    CLUSTER,
+    ENDPOINTS,
+    LISTENER,
+    Encoder,
+    ResourceBuilder,
+    XdsError,
+    ads_bootstrap,
+    resources,
+    socket_path,
+)
+
+pytest.importorskip("envoy.config.cluster.v3.cluster_pb2", reason="xds-protos is in the test venv")
+from envoy.config.cluster.v3 import cluster_pb2  # noqa: E402
+from envoy.config.endpoint.v3 import endpoint_pb2  # noqa: E402
+from envoy.config.listener.v3 import listener_pb2  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
+
+
+def rendered(hosts):
+    value = json.dumps({f"p{i}": {"id": f"core-{i}", "host": host, "port": 50557} for i, host in enumerate(hosts)})
+    renderer = Renderer(None, {})
+    return renderer.render(parse_assignment(value, default_port=50556)).config
+
+
+def test_the_bootstrap_keeps_no_listener_or_cluster_but_the_ads_one():
+    config = rendered(["127.0.0.1"])
+    bootstrap = ads_bootstrap(config, "/run/envoyd/xds.sock")
+    assert [c["name"] for c in bootstrap["static_resources"]["clusters"]] == [ADS_CLUSTER]
+    assert "listeners" not in bootstrap["static_resources"]
+    pipe = bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert pipe["endpoint"]["address"]["pipe"]["path"] == "/run/envoyd/xds.sock"
+    assert bootstrap["dynamic_resources"]["cds_config"] == {"ads": {}, "resource_api_version": "V3"}
+    ads = bootstrap["dynamic_resources"]["ads_config"]
+    assert ads["grpc_services"] == [{"envoy_grpc": {"cluster_name": ADS_CLUSTER}}]
+    assert bootstrap["admin"] == config["admin"]
+    assert "static_resources" in config and config["static_resources"]["clusters"][0]["name"] == "voltha-grpc"
+
+
+def test_a_static_cluster_becomes_an_eds_cluster_and_its_endpoints():
+    found = resources(rendered(["127.0.0.1", "127.0.0.2"]))
+    [(name, cluster)] = found[CLUSTER]
+    assert name == "voltha-grpc" and cluster["type"] == "EDS" and "load_assignment" not in cluster
+    assert cluster["ignore_health_on_host_removal"] is True
+    [(eds_name, assignment)] = found[ENDPOINTS]
+    assert eds_name == "voltha-grpc" and assignment["cluster_name"] == "voltha-grpc"
+    assert len(assignment["endpoints"][0]["lb_endpoints"]) == 2
+    assert [item[0] for item in found[LISTENER]] == ["voltha_nbi"]
+
+
+def test_encoded_bytes_are_protobufs_own():
+    config = rendered([f"127.0.{i // 250}.{1 + i % 250}" for i in range(300)])
+    encoder = Encoder()
+    for type_url, message in ((CLUSTER, cluster_pb2.Cluster), (LISTENER, listener_pb2.Listener),
+                              (ENDPOINTS, endpoint_pb2.ClusterLoadAssignment)):
+        for data in [item[1] for item in resources(config)[type_url]]:
+            ours = message.FromString(encoder.encode(type_url, data))
+            assert ours == json_format.ParseDict(data, message())
+    again = resources(config)[ENDPOINTS][0][1]
+    assert encoder.encode(ENDPOINTS, again) == encoder.encode(ENDPOINTS, again)
+
+
+def test_an_unknown_field_is_named():
+    with pytest.raises(XdsError, match="Cluster.*no_such_field"):
+        Encoder().encode(CLUSTER, {"name": "x", "no_such_field": 1})
+
+
+def test_endpoints_that_share_no_core_with_the_last_ones_come_with_a_new_cluster():
+    builder = ResourceBuilder()
+
+    def eds(config):
+        built = builder.build(config)
+        cluster = cluster_pb2.Cluster.FromString(built[CLUSTER][0][1])
+        return cluster.eds_cluster_config.service_name, [item[0] for item in built[ENDPOINTS]]
+
+    assert eds(rendered(["127.0.0.1", "127.0.0.2"])) == ("", ["voltha-grpc"])
+    assert eds(rendered(["127.0.0.2", "127.0.0.3"])) == ("", ["voltha-grpc"])  # one core stays: endpoints only
+    assert eds(rendered(["127.0.0.4"])) == ("voltha-grpc/1", ["voltha-grpc/1"])  # none stays: a new cluster
+    assert eds(rendered(["127.0.0.4", "127.0.0.5"])) == ("voltha-grpc/1", ["voltha-grpc/1"])
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_refused(tmp_path):
+    assert socket_path(str(tmp_path)).endswith("/xds.sock")
+    with pytest.raises(XdsError, match="longer than a unix socket may have"):
+        socket_path("/" + "d" * 120)
