@@ -1,10 +1,11 @@
 """The floor: the least a watcher can do to bring an assignment into Envoy, measured beside envoyd.
 
-A blocking query on the key, the value's JSON read into the endpoints of two clusters (as many as the
-shipped template has), one CDS file
-written and renamed into Envoy's watched directory; an Envoy of its own routes every gRPC call to
-that cluster. No template, no checks, no validation, no confirmation: what envoyd takes beyond this
-on the same change, watching the same key at the same time, is envoyd's own cost.
+A blocking query on the key, the value's JSON read into the endpoints of one cluster (as the shipped
+template has, with the same active health checks and panic threshold, so that both Envoys do the same
+work), one CDS file written and renamed into Envoy's watched directory; an Envoy of its own routes
+every gRPC call to that cluster. No template, no checks of the data, no validation, no confirmation:
+what envoyd takes beyond this on the same change, watching the same key at the same time, is envoyd's
+own cost.
 """
 
 from __future__ import annotations
@@ -17,29 +18,40 @@ import threading
 from pathlib import Path
 
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import DEFAULT_VARIABLES
 from tests.bench.harness import admin_stat
 from tests.support.processes import ManagedProcess, free_port, wait_for
 
 CLUSTER = "cores"
 
 
-def _cds(cores: dict, version: int) -> str:
-    """Two clusters of the same endpoints, as the shipped template has (CreateDevice's round robin and
-    the other calls'), so both Envoys take in the same number of hosts."""
+def cluster(cores: dict) -> dict:
+    """The one cluster of the cores, health-checked as the shipped template does."""
     endpoints = [{"endpoint": {"address": {"socket_address": {"address": c["host"], "port_value": c["port"]}}}}
                  for c in cores.values()]
-    clusters = [{
-        "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": name, "type": "STATIC",
-        "connect_timeout": "1s", "lb_policy": "ROUND_ROBIN",
+    shipped = DEFAULT_VARIABLES
+    return {
+        "name": CLUSTER, "type": "STATIC", "connect_timeout": "1s", "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}}}},
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
-    } for name in (CLUSTER, CLUSTER + "-other")]
-    return json.dumps({"version_info": str(version), "resources": clusters}, separators=(",", ":"))
+        "health_checks": [{
+            "timeout": shipped["health_check_timeout"], "interval": shipped["health_check_interval"],
+            "no_traffic_interval": shipped["health_check_interval"],
+            "unhealthy_threshold": shipped["health_check_unhealthy_threshold"],
+            "healthy_threshold": shipped["health_check_healthy_threshold"], "grpc_health_check": {}}],
+        "common_lb_config": {"healthy_panic_threshold": {"value": shipped["healthy_panic_threshold"]}},
+        "load_assignment": {"cluster_name": CLUSTER, "endpoints": [{"lb_endpoints": endpoints}]},
+    }
 
 
-def _bootstrap(xds_dir: Path, listen_port: int, admin_port: int) -> dict:
+def _cds(cores: dict, version: int) -> str:
+    resources = [dict({"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster"}, **cluster(cores))]
+    return json.dumps({"version_info": str(version), "resources": resources}, separators=(",", ":"))
+
+
+def bootstrap(listen_port: int, admin_port: int, xds_dir: Path | None = None, cores: dict | None = None) -> dict:
+    """The floor's bootstrap, its cluster from a CDS file in xds_dir; or (the seed's) static, of ``cores``."""
     router = {"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
     manager_type = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -49,17 +61,21 @@ def _bootstrap(xds_dir: Path, listen_port: int, admin_port: int) -> dict:
         # The cluster comes later, from the CDS file.
         "route_config": {"validate_clusters": False, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
             {"match": {"prefix": "/"}, "route": {"cluster": CLUSTER, "timeout": "0s"}}]}]}}
-    return {
+    config = {
         "node": {"id": "floor", "cluster": "floor"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {"listeners": [{
             "name": "nbi", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
             "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                             "typed_config": manager}]}]}]},
-        "dynamic_resources": {"cds_config": {
-            "path_config_source": {"path": str(xds_dir / "cds.json"), "watched_directory": {"path": str(xds_dir)}},
-            "resource_api_version": "V3"}},
     }
+    if xds_dir is None:
+        config["static_resources"]["clusters"] = [cluster(cores or {})]
+    else:
+        config["dynamic_resources"] = {"cds_config": {
+            "path_config_source": {"path": str(xds_dir / "cds.json"), "watched_directory": {"path": str(xds_dir)}},
+            "resource_api_version": "V3"}}
+    return config
 
 
 class FloorWatcher:
@@ -75,6 +91,7 @@ class FloorWatcher:
         self.envoy: ManagedProcess | None = None
         self.thread: threading.Thread | None = None
         self.version = 0
+        self.index_changes = 0  # answers with a new index: the writes it made
 
     @property
     def nbi(self) -> str:
@@ -88,9 +105,9 @@ class FloorWatcher:
 
     def start(self) -> FloorWatcher:
         self.write({})
-        bootstrap = self.workdir / "bootstrap.json"
-        bootstrap.write_text(json.dumps(_bootstrap(self.xds, self.listen_port, self.admin_port)))
-        self.envoy = ManagedProcess("floor-envoy", [find_envoy(), "-c", str(bootstrap), "--disable-hot-restart",
+        path = self.workdir / "bootstrap.json"
+        path.write_text(json.dumps(bootstrap(self.listen_port, self.admin_port, self.xds)))
+        self.envoy = ManagedProcess("floor-envoy", [find_envoy(), "-c", str(path), "--disable-hot-restart",
                                                     "-l", "error"], self.workdir / "envoy.log")
         self.envoy.wait_ready(lambda: self.stat("server.live") == 1, 30)
         self.thread = threading.Thread(target=self._watch, name="floor-watch", daemon=True)
@@ -113,6 +130,7 @@ class FloorWatcher:
             if response.status == 200 and new_index != index:
                 value = json.loads(body)[0].get("Value")
                 self.write(json.loads(base64.b64decode(value)) if value else {})
+                self.index_changes += 1
             index = new_index if new_index >= index else 0
 
     def stat(self, name: str) -> int | None:
