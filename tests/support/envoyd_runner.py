@@ -66,7 +66,7 @@ class Envoyd:
         return self.metrics().get(name, 0.0)
 
     def envoy_pids(self) -> list[int]:
-        return [g["pid"] for g in self.status()["envoy"] if g["alive"]]
+        return [g["pid"] for g in self.status(brief=True)["envoy"] if g["alive"]]
 
     def start(self, wait_healthy: bool = True, timeout: float = 30.0) -> Envoyd:
         self.process = ManagedProcess("envoyd", self.argv, self.workdir / "envoyd.log", env=envoyd_env(),

@@ -130,10 +130,12 @@ class Daemon:
         """What /status shows: what is applied, which Envoy processes serve it, and what Envoy
         thinks of each core; brief: the cores counted, not listed, and nothing asked of Envoy."""
         applier, supervisor = self.applier, self.supervisor
+        envoys = [{"epoch": g.epoch, "pid": g.pid, "alive": g.alive(), "live": bool(g.live_at)}
+                  for g in list(supervisor.generations)] if supervisor else []
         if brief:
             return {"healthy": self.healthy(), "state": self.state, "applied_sha256": applier.applied_sha,
                     "core_count": len(applier.applied_cores), "envoy_update": applier.envoy_update,
-                    "last_apply_stages": self.last_stages}
+                    "last_apply_stages": self.last_stages, "envoy": envoys}
         try:
             hosts = [dict(view._asdict()) for view in self.envoy_hosts()]
             hosts_error = None
@@ -150,8 +152,7 @@ class Daemon:
             "state": self.state,
             "envoy_update": applier.envoy_update,
             "last_apply_stages": self.last_stages,
-            "envoy": [{"epoch": g.epoch, "pid": g.pid, "alive": g.alive(), "live": bool(g.live_at)}
-                      for g in list(supervisor.generations)] if supervisor else [],
+            "envoy": envoys,
         }
 
     # ------------------------------------------------------------ Consul
