@@ -518,6 +518,19 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
     path.write_text("\n".join(lines))
 
 
+def lab_section_kept(path: Path) -> str:
+    """The swarm lab's section of the report in ``path``, marked as an earlier run's (--no-lab)."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find("## The swarm lab")
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end >= 0 else len(text)].rstrip() + "\n"
+    written = text.split(" on ", 1)[1].split(" UTC", 1)[0] if " UTC" in text[:400] else "an earlier run"
+    heading, _, body = section.partition("\n")
+    return f"{heading} (from the run of {written}; this run skipped the lab)\n{body}\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--changes", type=int, default=60)
@@ -576,6 +589,8 @@ def main(argv=None) -> int:
     from tests.bench import cluster
 
     kept = cluster.kept_section(Path(args.output))  # make bench-cluster's section, measured apart
+    if args.no_lab:  # the lab's section of an earlier run stays, said to be from that run
+        kept = lab_section_kept(Path(args.output)) + kept
     write_report(Path(args.output), args, results, time.monotonic() - started)
     if kept:
         with open(args.output, "a") as report:
