@@ -7,6 +7,7 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -186,8 +187,13 @@ def test_envoy_killed_comes_back(consul_agent, kv, cores, start_envoyd, reload):
     kv.put(KEY, assignment(cores[1]))
     envoyd = start_envoyd(consul_agent.address, reload)
     [pid] = envoyd.envoy_pids()
+    # The killed Envoy's hot-restart shared memory; the new one may take another base id.
+    base_id = int((envoyd.config_dir / "envoy-base-id").read_text())
+    shared_memory = Path(f"/dev/shm/envoy_shared_memory_{base_id * 10}")
+    assert shared_memory.exists()
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: envoyd.healthy() and envoyd.envoy_pids() not in ([], [pid]), 30, "a new Envoy")
+    assert shared_memory.exists() == (int((envoyd.config_dir / "envoy-base-id").read_text()) == base_id)
     client = NbiClient(envoyd.nbi)
     try:
         assert answered_by(client, 4) == {"core-1"}

@@ -216,6 +216,8 @@ class EnvoySupervisor:
             alive = []
         epoch = self.next_epoch if alive else 0
         self.cold_next = False
+        if epoch == 0:
+            self._remove_shared_memory()  # of an Envoy that died: the new one may take another base id
         admin_address_path = os.path.join(self.run_dir, "envoy-admin-address.%d" % epoch)
         if os.path.exists(admin_address_path):
             os.unlink(admin_address_path)
