@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import envoy_version, find_envoy
+from tests.bench.floor import CLUSTER as FLOOR_CLUSTER
 from tests.bench.floor import FloorWatcher
 from tests.bench.harness import (
     CoreProcesses,
@@ -190,6 +191,13 @@ def scale_assignment(cores: CoreProcesses, n: int, variant: int) -> str:
     return json.dumps(value)
 
 
+def serving(stat, cluster: str, cores: int) -> bool:
+    """Whether an Envoy serves with ``cores`` cores: its cluster has them and no cluster is warming (a
+    cluster sent anew counts its members before it takes a call: its first health checks are pending)."""
+    return (stat(f"cluster.{cluster}.membership_total") == cores
+            and stat("cluster_manager.warming_clusters") == 0)
+
+
 def scale(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, mode: str, sizes: list[int], changes: int,
           interval: float, rate: float) -> dict:
     """KV write -> every core of the new assignment in Envoy's cluster, envoyd (shipped defaults, health
@@ -200,13 +208,17 @@ def scale(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, mode: str, s
                     ("--var", "access_log_path=/dev/null", "--envoy-log-level", "error")).start()
     floor = FloorWatcher(workdir / f"floor-scale-{mode}", consul.address, KEY).start()
     rows = []
+
+    def envoyd_stat(name):
+        return envoy_stat(envoyd.config_dir, name)
+
     try:
         pid = envoyd.process.pid
         for n in sizes:
             kv.put(KEY, scale_assignment(cores, n - 1, 0))
             try:
-                wait_for(lambda n=n: envoy_stat(envoyd.config_dir, "cluster.voltha-grpc.membership_total") == n - 1
-                         and floor.members() == n - 1, 2 * SCALE_WAIT, f"{n - 1} cores in both Envoys")
+                wait_for(lambda n=n: serving(envoyd_stat, "voltha-grpc", n - 1)
+                         and serving(floor.stat, FLOOR_CLUSTER, n - 1), 2 * SCALE_WAIT, f"{n - 1} cores in both Envoys")
             except TimeoutError as err:
                 log(f"scale {mode}: {err}; no larger size is tried")
                 rows.append({"cores": n, "unreached": str(err)})
@@ -224,10 +236,9 @@ def scale(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, mode: str, s
                 started = time.monotonic()
                 kv.put(KEY, scale_assignment(cores, count, 1 + i % 2))
                 done = timed_together({
-                    "envoyd": lambda c=count: wait_for(
-                        lambda: envoy_stat(envoyd.config_dir, "cluster.voltha-grpc.membership_total") == c,
-                        SCALE_WAIT, f"{c} cores in envoyd's Envoy", interval=0.002),
-                    "floor": lambda c=count: wait_for(lambda: floor.members() == c, SCALE_WAIT,
+                    "envoyd": lambda c=count: wait_for(lambda: serving(envoyd_stat, "voltha-grpc", c), SCALE_WAIT,
+                                                       f"{c} cores in envoyd's Envoy", interval=0.002),
+                    "floor": lambda c=count: wait_for(lambda: serving(floor.stat, FLOOR_CLUSTER, c), SCALE_WAIT,
                                                       f"{c} cores in the floor's Envoy", interval=0.002),
                 }, started)
                 if len(done) < 2:  # a side that did not take a change within SCALE_WAIT: the size ends here
@@ -474,7 +485,8 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
         "",
         "## Assignment size",
         "",
-        f"From the KV write until Envoy's `voltha-grpc` cluster has every core of the new assignment, "
+        f"From the KV write until Envoy serves with every core of the new assignment (its `voltha-grpc` cluster "
+        "has them, and no cluster is warming: a cluster sent anew takes no call before its first health checks), "
         f"{args.repeats} changes per size and mode: the two cores that answer the load, and N - 2 or N - 3 "
         "cores on other loopback addresses each time, which nothing answers (their health checks fail, so "
         f"no call goes to them), under {args.rate:.0f} calls/s through each Envoy. RSS is envoyd's (the "

@@ -1,7 +1,7 @@
 """The floor: the least a watcher can do to bring an assignment into Envoy, measured beside envoyd.
 
 A blocking query on the key, the value's JSON read into the endpoints of one cluster (as the shipped
-template has, with the same active health checks and panic threshold, so that both Envoys do the same
+template has, with the same active health checks, paced alike, and panic threshold, so that both Envoys do the same
 work), one CDS file written and renamed into Envoy's watched directory; an Envoy of its own routes
 every gRPC call to that cluster. No template, no checks of the data, no validation, no confirmation:
 what envoyd takes beyond this on the same change, watching the same key at the same time, is envoyd's
@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import DEFAULT_VARIABLES
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import merge_variables, paced_health_checks
 from tests.bench.harness import admin_stat
 from tests.support.processes import ManagedProcess, free_port, wait_for
 
@@ -29,17 +29,20 @@ def cluster(cores: dict) -> dict:
     """The one cluster of the cores, health-checked as the shipped template does."""
     endpoints = [{"endpoint": {"address": {"socket_address": {"address": c["host"], "port_value": c["port"]}}}}
                  for c in cores.values()]
-    shipped = DEFAULT_VARIABLES
+    shipped = merge_variables({})
+    paced = paced_health_checks(shipped, len(cores))
+    checks = {"timeout": shipped["health_check_timeout"], "interval": paced["health_check_interval"],
+              "no_traffic_interval": paced["health_check_interval"],
+              "unhealthy_threshold": shipped["health_check_unhealthy_threshold"],
+              "healthy_threshold": shipped["health_check_healthy_threshold"], "grpc_health_check": {}}
+    if paced["health_check_initial_jitter"]:
+        checks["initial_jitter"] = paced["health_check_initial_jitter"]
     return {
         "name": CLUSTER, "type": "STATIC", "connect_timeout": "1s", "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}}}},
-        "health_checks": [{
-            "timeout": shipped["health_check_timeout"], "interval": shipped["health_check_interval"],
-            "no_traffic_interval": shipped["health_check_interval"],
-            "unhealthy_threshold": shipped["health_check_unhealthy_threshold"],
-            "healthy_threshold": shipped["health_check_healthy_threshold"], "grpc_health_check": {}}],
+        "health_checks": [checks],
         "common_lb_config": {"healthy_panic_threshold": {"value": shipped["healthy_panic_threshold"]}},
         "load_assignment": {"cluster_name": CLUSTER, "endpoints": [{"lb_endpoints": endpoints}]},
     }

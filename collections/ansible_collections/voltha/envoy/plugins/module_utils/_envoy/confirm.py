@@ -19,9 +19,12 @@ from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import
 SUBSCRIPTIONS = {"cds": "cluster_manager.cds", "lds": "listener_manager.lds"}
 # Where /config_dump keeps each subscription's resources (and their error_state).
 DUMP_RESOURCES = {"cds": "dynamic_active_clusters", "lds": "dynamic_listeners"}
-STATS_PATH = "/stats?filter=" + quote(r"^(cluster_manager\.cds|listener_manager\.lds)\.(version_text|update_rejected)$")
+_STATS_FILTER = (r"^((cluster_manager\.cds|listener_manager\.lds)\.(version_text|update_rejected)"
+                 r"|cluster_manager\.warming_clusters)$")
+STATS_PATH = "/stats?filter=" + quote(_STATS_FILTER)
 _STAT_LINE = re.compile(r"^(cluster_manager\.cds|listener_manager\.lds)\.(version_text|update_rejected): (.*)$")
 _PREFIX_KIND = {prefix: kind for kind, prefix in SUBSCRIPTIONS.items()}
+_WARMING = re.compile(r"^cluster_manager\.warming_clusters: ([0-9]+)$", re.M)
 _VERSION_INFO = re.compile(r'^\{"version_info":"([^"]*)"')
 
 
@@ -72,6 +75,15 @@ def parse_stats(text):
     return states
 
 
+def warming_clusters(text):
+    """How many clusters Envoy is warming (taking their endpoints and first health checks), from /stats
+    text filtered to STATS_PATH: a cluster sent anew serves only once it is warm."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    match = _WARMING.search(text)
+    return int(match.group(1)) if match else 0
+
+
 def rejection_reasons(kind, dump):
     """The reasons Envoy gave for refusing resources of a subscription: "NAME: DETAILS" from each
     error_state of a /config_dump?resource=... answer."""
@@ -97,7 +109,8 @@ def reason_of(admin, kind):
 
 
 def wait_confirmed(admin, expected, baseline, timeout, interval=0.001, clock=time.monotonic, sleep=time.sleep):
-    """Ask Envoy until it serves each expected version ({"cds": version, ...}); returns its states.
+    """Ask Envoy until it serves each expected version ({"cds": version, ...}) and warms no cluster;
+    returns its states.
 
     ``admin(path)`` is a GET on Envoy's admin API. A subscription whose update_rejected count went past
     its ``baseline`` count while it still serves another version raises EnvoyRejected with Envoy's
@@ -107,11 +120,13 @@ def wait_confirmed(admin, expected, baseline, timeout, interval=0.001, clock=tim
     waiting = []
     while True:
         try:
-            states = parse_stats(admin(STATS_PATH))
+            text = admin(STATS_PATH)
+            states = parse_stats(text)
         except OSError as err:
             states, waiting = None, ["admin API: %s" % err]
         if states is not None:
-            waiting = []
+            warming = warming_clusters(text)
+            waiting = ["%d clusters warming" % warming] if warming else []
             for kind, version in expected.items():
                 state = states[kind]
                 if state.version == version:

@@ -72,6 +72,10 @@ DEFAULT_VARIABLES = {
     "health_check_unhealthy_threshold": 2,
     "health_check_healthy_threshold": 1,
     "health_check_service": "",
+    # At most this many checks a second in all (0: no bound). Envoy runs its checks on its main thread,
+    # the one that takes config updates: 10,000 cores checked every 0.2 s keep it busy, and an update
+    # waits behind them. Past the bound each core is checked less often (see paced_health_checks).
+    "health_check_max_rate": 2000,
     # Outlier detection on local-origin failures (resets, refused connections, timeouts): a core
     # with that many in a row is ejected for base_ejection_time (longer each time, up to
     # max_ejection_time); never more than max_ejection_percent of the cores at once.
@@ -115,6 +119,7 @@ _DURATION_VARIABLES = ("keepalive_interval", "keepalive_timeout", "health_check_
 # Durations where zero means "at once" (not off); an empty value leaves Envoy's own default.
 _ZERO_DURATION_VARIABLES = ("lb_update_merge_window",)
 _COUNT_VARIABLES = {"health_check_unhealthy_threshold": (1, 100), "health_check_healthy_threshold": (1, 100),
+                    "health_check_max_rate": (0, 1000000),
                     "outlier_consecutive_failures": (0, 1000), "outlier_max_ejection_percent": (0, 100),
                     "healthy_panic_threshold": (0, 100),
                     "retry_budget_percent": (0, 100), "retry_budget_min_concurrency": (0, 100000)}
@@ -253,6 +258,7 @@ class Renderer:
         """Render the bootstrap for a tuple of Cores; raises RenderError naming the problem."""
         context = dict(self.variables)
         context.update(template_context(cores, self._uses))
+        context.update(paced_health_checks(self.variables, context["core_count"]))
         try:
             text = self._template.render(context)
         except jinja2.UndefinedError as err:
@@ -273,12 +279,13 @@ def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type")):
     cores: one mapping per core (prefix: its first store, prefixes: every store it serves, id, host,
     port, kind: ipv4, ipv6 or dns), for templates that lay out endpoints themselves; lb_endpoints:
     the Envoy v3 LbEndpoint list, one per core (built here: fast, and already in the right shape);
-    cluster_type: STATIC when every host is an IP address, else STRICT_DNS (Envoy resolves the names).
+    cluster_type: STATIC when every host is an IP address, else STRICT_DNS (Envoy resolves the names);
+    core_count: how many distinct cores there are.
     A core serving several stores is one endpoint: its share of the calls does not grow with them.
     """
     distinct = distinct_cores(cores)
     kinds = [host_kind(c.host) for c in distinct]
-    context = {"cluster_type": "STATIC" if "dns" not in kinds else "STRICT_DNS"}
+    context = {"cluster_type": "STATIC" if "dns" not in kinds else "STRICT_DNS", "core_count": len(distinct)}
     if "cores" in uses:
         prefixes = {}
         for c in cores:
@@ -290,6 +297,23 @@ def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type")):
             {"endpoint": {"address": {"socket_address": {"address": c.host, "port_value": c.port}}, "hostname": c.id}}
             for c in distinct]
     return context
+
+
+def paced_health_checks(variables, core_count):
+    """health_check_interval for this many cores, and health_check_initial_jitter ("" for none).
+
+    Below health_check_max_rate checks a second both stay as set. Above it, the interval becomes the
+    next of 1, 2 or 5 x 10^n seconds that keeps the rate within the bound (a step, so that a core more
+    or less seldom changes the cluster), and each new core's first check comes at a random moment
+    within a fifth of it: 10,000 new cores checked at once delay the update that brought them by about
+    half a second, and a new core takes no call before its first check.
+    """
+    interval, max_rate = variables["health_check_interval"], variables["health_check_max_rate"]
+    if not interval or not max_rate or core_count <= max_rate * float(interval[:-1]):
+        return {"health_check_interval": interval, "health_check_initial_jitter": ""}
+    needed = core_count / max_rate
+    paced = min(m * 10 ** e for e in range(-3, 7) for m in (1, 2, 5) if m * 10 ** e >= needed)
+    return {"health_check_interval": "%gs" % paced, "health_check_initial_jitter": "%gs" % (paced / 5)}
 
 
 def load_bootstrap(text, source="config"):

@@ -148,6 +148,9 @@ VOLTHA_TEMPLATE = """\
           "timeout": {{ health_check_timeout }},
           "interval": {{ health_check_interval }},
           "no_traffic_interval": {{ health_check_interval }},
+{%- if health_check_initial_jitter %}
+          "initial_jitter": {{ health_check_initial_jitter }},
+{%- endif %}
           "unhealthy_threshold": {{ health_check_unhealthy_threshold }},
           "healthy_threshold": {{ health_check_healthy_threshold }},
           "grpc_health_check": {"service_name": {{ health_check_service }}}

@@ -104,23 +104,28 @@ class ResourceBuilder:
     that share no core with the last ones would leave the cluster without a healthy host for that long.
     Then the cluster is sent anew, with endpoints under a name of their own (CLUSTER/GENERATION: the
     old cluster keeps its own), and Envoy warms the new cluster, endpoints and first checks, while the
-    old one serves, as it does with a cluster from a file.
+    old one serves, as it does with a cluster from a file. So is a cluster that changed itself (its
+    health-check pace, say): Envoy rebuilds it anyway, and under the old name both the old cluster and
+    the warming one would take the new endpoints and check every core twice at once.
     """
 
     def __init__(self):
         self.encoder = Encoder()
         self.hosts = {}  # cluster name -> the (address, port) of its last endpoints
+        self.clusters = {}  # cluster name -> the cluster as last built (without its endpoints)
         self.generations = {}  # cluster name -> how many times it was sent anew
 
     def build(self, config):
         found = resources(config)
         endpoints = []
+        clusters = dict(found[CLUSTER])
         for name, assignment in found[ENDPOINTS]:
             hosts = _hosts(assignment)
-            before = self.hosts.get(name)
-            if before and hosts and before.isdisjoint(hosts):
+            before, cluster_before = self.hosts.get(name), self.clusters.get(name)
+            if (before and hosts and before.isdisjoint(hosts)) or (
+                    cluster_before is not None and cluster_before != clusters.get(name)):
                 self.generations[name] = self.generations.get(name, 0) + 1
-            self.hosts[name] = hosts
+            self.hosts[name], self.clusters[name] = hosts, clusters.get(name)
             endpoints.append((name, assignment))
         found[ENDPOINTS] = []
         for name, assignment in endpoints:

@@ -107,6 +107,7 @@ class ConfigApplier:
         # it serves, and its reason for a refusal (None until envoyd wrote a dynamic update).
         self.envoy_update = None
         self.xds_rejected = {kind: 0 for kind in SUBSCRIPTIONS}  # Envoy's refusal counts, as last seen
+        self.warm_cds = None  # the cds version Envoy was seen warm with (xds mode)
         self.kept = []  # the files of the last write, whose last good versions keep_good() kept
         self.good = None  # (sha, cores, bootstrap) of the config in the kept files
         self.good_snapshot = None  # and the snapshot that goes with them (xds mode)
@@ -166,7 +167,8 @@ class ConfigApplier:
             return ApplyResult(False, "envoy", str(err))
         stages.lap("validate")
         self.metrics.validations.labels(by=how).inc()
-        self._check_sockets(len(distinct_cores(cores)))
+        serving = len(distinct_cores(cores))  # a core serving several stores counts once
+        self._check_sockets(serving)
         try:
             expected = self.write_and_reload(text, config, fmt)
         except EnvoyStartError as err:
@@ -203,7 +205,6 @@ class ConfigApplier:
         if self.supervisor is not None:
             self.probation = {"sha": sha, "since": time.monotonic(), "failures": self.supervisor.failures}
         self.metrics.applies.labels(mode=self.settings.reload).inc()
-        serving = len(distinct_cores(cores))  # a core serving several stores counts once
         self.metrics.cores.set(serving)
         self.metrics.last_apply.set(time.time())
         return ApplyResult(True, detail="%d cores, validated by %s, sha256 %s%s" % (serving, how, sha[:12], confirmed))
@@ -234,7 +235,7 @@ class ConfigApplier:
         confirming = (reload != "hot-restart" and self.supervisor is not None and self.settings.confirm_timeout_s > 0)
         snapshot = None
         if reload == "xds":
-            snapshot = self._snapshot(config)
+            snapshot = Snapshot(self.builder.build(config))  # the resources encoded once, here
             bootstrap = ads_bootstrap(config, self.ads.socket_path if self.ads else "xds.sock")
             files = [(os.path.join(self.config_dir, BOOTSTRAP_FILE), dump_json(bootstrap))]
         else:
@@ -252,7 +253,7 @@ class ConfigApplier:
             if self.ads is not None:
                 self.ads.set(snapshot)
             return self._start_if_new(files[-1], snapshot if confirming else None)
-        if self.settings.reload == "hot-restart":
+        if reload == "hot-restart":
             if self.supervisor is not None:
                 self.supervisor.start(static)
             return None
@@ -267,10 +268,6 @@ class ConfigApplier:
             self.supervisor.start(bootstrap_path)
         self.applied_bootstrap = bootstrap_text
         return expected
-
-    def _snapshot(self, config):
-        """The rendered config as an ADS snapshot: its resources encoded once, here."""
-        return Snapshot(self.builder.build(config))
 
     def _envoy_gone(self):
         """Why the current Envoy will not answer (it died), or None."""
@@ -295,7 +292,7 @@ class ConfigApplier:
         versions = snapshot.kinds() if snapshot else expected
         try:
             if snapshot:
-                self.ads.wait_acked(snapshot, self.settings.confirm_timeout_s, self._envoy_gone)
+                self._wait_xds(snapshot)
             else:
                 states = wait_confirmed(self._admin, expected, self.xds_rejected, self.settings.confirm_timeout_s)
         except NotConfirmed as err:
@@ -314,6 +311,19 @@ class ConfigApplier:
         self.envoy_update = {"state": "confirmed", "versions": versions}
         self.metrics.envoy_rejected.set(0)
         return ", confirmed by Envoy (%s)" % ", ".join("%s %s" % item for item in versions.items())
+
+    def _wait_xds(self, snapshot):
+        """Until Envoy ACKed every version of the snapshot and warmed a cluster it was sent anew.
+
+        A cluster sent anew serves only once warm (its endpoints and their first health checks), and
+        endpoints sent while it warms end the warming early: Envoy counts checks, not cores, so the
+        cores that answer may not be checked yet, and no call finds a healthy core."""
+        deadline = time.monotonic() + self.settings.confirm_timeout_s
+        self.ads.wait_acked(snapshot, self.settings.confirm_timeout_s, self._envoy_gone)
+        cds = snapshot.kinds().get("cds")
+        if cds != self.warm_cds:
+            wait_confirmed(self._admin, {}, {}, max(0.0, deadline - time.monotonic()))
+            self.warm_cds = cds
 
     def _note_rejections(self):
         """Remember Envoy's refusal counts, so the next update is judged by new refusals only."""
@@ -384,7 +394,7 @@ class ConfigApplier:
             return "no earlier files to restore"
         if self.ads is not None and snapshot is not None:
             try:
-                self.ads.wait_acked(snapshot, self.settings.confirm_timeout_s, self._envoy_gone)
+                self._wait_xds(snapshot)
             except (NotConfirmed, EnvoyRejected) as err:
                 return "restored the last good config, but Envoy did not confirm it: %s" % err
             self.envoy_update["serving"] = snapshot.kinds()

@@ -12,14 +12,16 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import
     parse_stats,
     rejection_reasons,
     wait_confirmed,
+    warming_clusters,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import dump_json
 
 
-def stats(cds="c1", lds="l1", cds_rejected=0, lds_rejected=0):
+def stats(cds="c1", lds="l1", cds_rejected=0, lds_rejected=0, warming=0):
     return ('cluster_manager.cds.version_text: "%s"\nlistener_manager.lds.version_text: "%s"\n'
             "cluster_manager.cds.update_rejected: %d\nlistener_manager.lds.update_rejected: %d\n"
-            % (cds, lds, cds_rejected, lds_rejected)).encode()
+            "cluster_manager.warming_clusters: %d\n"
+            % (cds, lds, cds_rejected, lds_rejected, warming)).encode()
 
 
 DUMP = {"configs": [
@@ -104,3 +106,16 @@ def test_neither_in_time_is_not_confirmed():
     envoy, clock = FakeEnvoy(stats("c0", "l0")), Clock()
     with pytest.raises(NotConfirmed, match="cds at c0, not c1"):
         wait_confirmed(envoy, {"cds": "c1", "lds": "l0"}, {}, 0.05, clock=clock, sleep=clock.sleep)
+
+
+def test_warming_clusters_are_counted():
+    assert warming_clusters(stats(warming=2)) == 2
+    assert warming_clusters(b"") == 0
+
+
+def test_confirmed_only_once_no_cluster_warms():
+    envoy, clock = FakeEnvoy(stats("c1", "l1", warming=1), stats("c1", "l1", warming=1), stats("c1", "l1")), Clock()
+    wait_confirmed(envoy, {"cds": "c1", "lds": "l1"}, {}, 1.0, clock=clock, sleep=clock.sleep)
+    assert envoy.paths == [STATS_PATH] * 3
+    with pytest.raises(NotConfirmed, match="1 clusters warming"):
+        wait_confirmed(FakeEnvoy(stats(warming=1)), {}, {}, 0.05, clock=clock, sleep=clock.sleep)

@@ -12,6 +12,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import 
     Renderer,
     RenderError,
     merge_variables,
+    paced_health_checks,
     parse_variables,
 )
 
@@ -132,6 +133,31 @@ def test_envoy_watches_the_cores_itself(renderer):
         assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 0}, "update_merge_window": "0s"}
 
 
+def many_cores(count):
+    return parse_assignment({"c%05d" % i: {"id": "c%05d" % i, "host": "10.0.%d.%d" % (i >> 8, i & 255)}
+                             for i in range(count)})
+
+
+@pytest.mark.parametrize("count,interval", [(1, "0.2s"), (400, "0.2s"), (401, "0.5s"), (1000, "0.5s"),
+                                            (1001, "1s"), (4000, "2s"), (10000, "5s"), (10001, "10s")])
+def test_health_checks_stay_within_their_rate(count, interval):
+    [check] = Renderer().render(many_cores(count)).config["static_resources"]["clusters"][0]["health_checks"]
+    assert check["interval"] == check["no_traffic_interval"] == interval
+    # Paced: each new core's first check comes within a fifth of the interval, not all at once.
+    assert check.get("initial_jitter") == (None if interval == "0.2s" else "%gs" % (float(interval[:-1]) / 5))
+
+
+def test_health_check_pacing_follows_the_variables():
+    assert paced_health_checks(merge_variables({"health_check_max_rate": 0}), 10 ** 6) == {
+        "health_check_interval": "0.2s", "health_check_initial_jitter": ""}
+    assert paced_health_checks(merge_variables({"health_check_interval": "1s", "health_check_max_rate": 100}),
+                               101) == {"health_check_interval": "2s", "health_check_initial_jitter": "0.4s"}
+    assert paced_health_checks(merge_variables({"health_check_max_rate": 1}), 3) == {
+        "health_check_interval": "5s", "health_check_initial_jitter": "1s"}
+    assert paced_health_checks(merge_variables({"health_check_interval": ""}), 10 ** 6) == {
+        "health_check_interval": "", "health_check_initial_jitter": ""}
+
+
 def test_panic_threshold_can_be_envoys_own():
     config = Renderer(variables={"healthy_panic_threshold": 50, "lb_update_merge_window": ""}).render(
         cores_with_id("c")).config
@@ -166,6 +192,7 @@ def test_each_means_turns_off_with_an_empty_value():
     ("outlier_max_ejection_percent", "half", "outlier_max_ejection_percent must be an integer from 0 to 100"),
     ("retry_budget_percent", True, "retry_budget_percent must be an integer from 0 to 100, got true"),
     ("healthy_panic_threshold", 101, "healthy_panic_threshold must be an integer from 0 to 100, got 101"),
+    ("health_check_max_rate", -1, "health_check_max_rate must be an integer from 0 to 1000000, got -1"),
     ("lb_update_merge_window", "1000ms", 'lb_update_merge_window must be a duration in seconds such as 0s or 0.5s '
                                          '(or empty for Envoy\'s default), got "1000ms"'),
     ("read_methods", ["(Get"], 'read_methods: "(Get" is not a regular expression'),

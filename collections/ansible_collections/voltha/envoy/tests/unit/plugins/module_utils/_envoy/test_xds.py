@@ -26,9 +26,9 @@ from envoy.config.listener.v3 import listener_pb2  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 
 
-def rendered(hosts):
+def rendered(hosts, variables=None):
     value = json.dumps({f"p{i}": {"id": f"core-{i}", "host": host, "port": 50557} for i, host in enumerate(hosts)})
-    renderer = Renderer(None, {})
+    renderer = Renderer(None, variables or {})
     return renderer.render(parse_assignment(value, default_port=50556)).config
 
 
@@ -86,6 +86,23 @@ def test_endpoints_that_share_no_core_with_the_last_ones_come_with_a_new_cluster
     assert eds(rendered(["127.0.0.2", "127.0.0.3"])) == ("", ["voltha-grpc"])  # one core stays: endpoints only
     assert eds(rendered(["127.0.0.4"])) == ("voltha-grpc/1", ["voltha-grpc/1"])  # none stays: a new cluster
     assert eds(rendered(["127.0.0.4", "127.0.0.5"])) == ("voltha-grpc/1", ["voltha-grpc/1"])
+
+
+def test_a_cluster_that_changed_itself_comes_with_endpoints_of_its_own():
+    # Under the old name, the old cluster would take the new endpoints while the new one warms, and
+    # every core would be checked by both.
+    builder = ResourceBuilder()
+    builder.build(rendered(["127.0.0.1", "127.0.0.2"]))
+    built = builder.build(rendered(["127.0.0.1", "127.0.0.2"], {"health_check_interval": "1s"}))
+    cluster = cluster_pb2.Cluster.FromString(built[CLUSTER][0][1])
+    assert cluster.eds_cluster_config.service_name == "voltha-grpc/1"
+    assert [item[0] for item in built[ENDPOINTS]] == ["voltha-grpc/1"]
+    # The health-check pace follows the count of cores: past 400 cores, the cluster changes.
+    paced = ResourceBuilder()
+    hosts = [f"127.1.{i // 250}.{1 + i % 250}" for i in range(400)]
+    assert [item[0] for item in paced.build(rendered(hosts))[ENDPOINTS]] == ["voltha-grpc"]
+    assert [item[0] for item in paced.build(rendered(hosts + ["127.0.0.1"]))[ENDPOINTS]] == ["voltha-grpc/1"]
+    assert [item[0] for item in paced.build(rendered(hosts + ["127.0.0.2"]))[ENDPOINTS]] == ["voltha-grpc/1"]
 
 
 def test_a_socket_path_too_long_for_unix_sockets_is_refused(tmp_path):
