@@ -316,11 +316,11 @@ def floor_section(results: dict) -> list[str]:
         "",
         "The floor (`tests/bench/floor.py`) is the least a watcher can do: a blocking query on the same key, "
         "the value read into one cluster of its endpoints (as the shipped template has, with the same health "
-        "checks), one CDS file renamed into its own Envoy's watched directory; no template, checks of the data, "
-        "validation or confirmation. Both watched the key at once and every change was timed on both, each "
-        "under a paced load of its own: calls answered by a newly assigned core (two cores), or every core of "
-        "the new assignment in the Envoy's cluster (larger assignments). Each cell is envoyd / floor = ratio; "
-        "targets 1.5x at p50 and p90, 2x at p99.",
+        "checks, paced alike), one CDS file renamed into its own Envoy's watched directory; no template, "
+        "checks of the data, validation or confirmation. Both watched the key at once and every change was "
+        "timed on both, each under a paced load of its own: calls answered by a newly assigned core (two "
+        "cores), or the Envoy serving with every core of the new assignment in its cluster, none warming "
+        "(larger assignments). Each cell is envoyd / floor = ratio; targets 1.5x at p50 and p90, 2x at p99.",
         "",
         "| what | changes | p50 | p90 | p99 |",
         "| --- | --- | --- | --- | --- |",
@@ -349,7 +349,8 @@ def stage_section(results: dict) -> list[str]:
         "Prometheus has them as `envoyd_apply_stage_seconds`): consul (Consul's answer read and decoded), "
         "parse (the assignment checked), render (the template), validate (shape cache), write (dynamic: the "
         "files renamed into place; xds: the resources encoded and sent), confirm (dynamic: until Envoy's "
-        "cds/lds version_text are the files'; xds: until Envoy ACKed each type's version).",
+        "cds/lds version_text are the files' and no cluster warms; xds: until Envoy ACKed each type's version, "
+        "and no cluster warms when the cluster itself changed).",
         "",
         "| what | applies | " + " | ".join(STAGES) + " | sum |",
         "| --- | --- | " + " | ".join("---" for _ in STAGES) + " | --- |",
@@ -503,6 +504,11 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
                      f"{row['rss'] / 2**20:.1f} MiB ({row['peak_rss'] / 2**20:.1f} MiB) | {row['load']['sent']} | "
                      f"{row['load']['failed']} |")
     lines += [""] + unmeasured(results) if unmeasured(results) else []
+    failures = [f"{mode}, {row['cores']:,} cores, {side}: " + "; ".join(f"{k} x{v}" for k, v in load["errors"].items())
+                for mode, row in scale_rows(results)
+                for side, load in (("envoyd", row["load"]), ("floor", row["floor_load"])) if load.get("errors")]
+    if failures:
+        lines += ["", "Errors seen by the loads: " + " | ".join(failures) + "."]
     lines += [
         "",
         "## Idle",

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.slow
 BOUND = 5.0  # seconds: far below the 60 s wait, far above what a working re-read takes
 
 
-@pytest.fixture
-def rig(tmp_path):
-    with Rig(tmp_path) as running:
+@pytest.fixture(params=["dynamic", "xds"])
+def rig(tmp_path, request):
+    with Rig(tmp_path, reload=request.param) as running:
         yield running
 
 

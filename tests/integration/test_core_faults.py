@@ -12,9 +12,9 @@ from tests.support.core_faults import FAULTS, run_fault
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def rig(tmp_path):
-    with Rig(tmp_path) as running:
+@pytest.fixture(params=["dynamic", "xds"])
+def rig(tmp_path, request):
+    with Rig(tmp_path, reload=request.param) as running:
         yield running
 
 

@@ -49,6 +49,8 @@ def test_every_update_is_confirmed_by_envoy(consul_agent, cores, start_envoyd, r
     wait_for(lambda: (envoyd.status().get("envoy_update") or {}).get("state") == "confirmed", 10, "a confirmation")
     consul_agent.client().kv.put(KEY, assignment(cores))
     wait_for(lambda: cores_answering(envoyd.nbi) == {c.core_id for c in cores}, 10, "calls reaching three cores")
+    # Envoy serves the new cluster once it is warm; the apply ends when envoyd has seen that.
+    wait_for(lambda: envoyd.status(brief=True)["core_count"] == 3, 5, "the apply of three cores done")
     status = envoyd.status()
     assert status["envoy_update"]["state"] == "confirmed"
     # What Envoy serves is what envoyd wrote: the version_info of the files is Envoy's version_text.

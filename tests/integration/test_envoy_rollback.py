@@ -77,7 +77,8 @@ def test_a_config_after_which_envoy_dies_is_rolled_back(consul_agent, cores, sil
     # back, without Envoy being tried with it again.
     kv.put(KEY, assignment(cores))
     wait_for(lambda: cores_answering(envoyd.nbi) == {c.core_id for c in cores}, 15, "calls reaching three cores")
-    assert "died" not in envoyd._get("/healthz")[1].decode()
+    # Envoy serves the new cluster once it is warm; the apply ends when envoyd has seen that.
+    wait_for(lambda: "died" not in envoyd._get("/healthz")[1].decode(), 5, "the report of the death cleared")
     pids = envoyd.envoy_pids()
     kv.put(KEY, assignment(cores[:2], silent))
     envoyd.wait_metric(DIED, 2)

@@ -207,8 +207,8 @@ class Rig:
     Consul agents, envoyd, in-process cores (the targets of the written assignments), simulated core
     processes on keys of their own, and the load."""
 
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
+    def __init__(self, workdir: Path, reload: str = "dynamic"):
+        self.workdir, self.reload = workdir, reload  # reload: how envoyd's changes reach Envoy
         workdir.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         self.keys = {"service": f"vcore-{tag}", "assignment": f"test/{tag}/assignment", "lock": f"test/{tag}/leader"}
@@ -239,7 +239,7 @@ class Rig:
         return [self._keep(CoreServer(f"core-{n}")).start() for n in range(count)]
 
     def envoyd(self, agent: ConsulAgent, *extra: str, key: str = KEY) -> Envoyd:
-        daemon = self._keep(Envoyd(self.workdir / f"envoyd-{len(self._things)}", agent.address,
+        daemon = self._keep(Envoyd(self.workdir / f"envoyd-{len(self._things)}", agent.address, self.reload,
                                    extra=("--assignment-key", key, "--consul-wait", WAIT, *extra)))
         return daemon.start()
 

@@ -24,6 +24,7 @@ _STATS_FILTER = (r"^((cluster_manager\.cds|listener_manager\.lds)\.(version_text
 STATS_PATH = "/stats?filter=" + quote(_STATS_FILTER)
 _STAT_LINE = re.compile(r"^(cluster_manager\.cds|listener_manager\.lds)\.(version_text|update_rejected): (.*)$")
 _PREFIX_KIND = {prefix: kind for kind, prefix in SUBSCRIPTIONS.items()}
+WARMING_POLL_S = 0.02  # the longest pause between questions while a cluster warms
 _WARMING = re.compile(r"^cluster_manager\.warming_clusters: ([0-9]+)$", re.M)
 _VERSION_INFO = re.compile(r'^\{"version_info":"([^"]*)"')
 
@@ -118,6 +119,7 @@ def wait_confirmed(admin, expected, baseline, timeout, interval=0.001, clock=tim
     """
     deadline = clock() + timeout
     waiting = []
+    pause = interval
     while True:
         try:
             text = admin(STATS_PATH)
@@ -127,6 +129,9 @@ def wait_confirmed(admin, expected, baseline, timeout, interval=0.001, clock=tim
         if states is not None:
             warming = warming_clusters(text)
             waiting = ["%d clusters warming" % warming] if warming else []
+            # A few cores warm within milliseconds; the first checks of thousands are spread over up to
+            # 2 s: ask less and less often, as each question costs Envoy's main thread.
+            pause = min(max(pause * 2, interval), WARMING_POLL_S) if warming else interval
             for kind, version in expected.items():
                 state = states[kind]
                 if state.version == version:
@@ -138,4 +143,4 @@ def wait_confirmed(admin, expected, baseline, timeout, interval=0.001, clock=tim
                 return states
         if clock() >= deadline:
             raise NotConfirmed("Envoy did not confirm the update within %.1fs (%s)" % (timeout, "; ".join(waiting)))
-        sleep(interval)
+        sleep(pause)

@@ -305,15 +305,29 @@ def paced_health_checks(variables, core_count):
     Below health_check_max_rate checks a second both stay as set. Above it, the interval becomes the
     next of 1, 2 or 5 x 10^n seconds that keeps the rate within the bound (a step, so that a core more
     or less seldom changes the cluster), and each new core's first check comes at a random moment
-    within a fifth of it: 10,000 new cores checked at once delay the update that brought them by about
-    half a second, and a new core takes no call before its first check.
+    within a fifth of it (at most MAX_INITIAL_JITTER_S): 10,000 new cores checked at once delay the
+    update that brought them by about half a second, and a new core takes no call before its first check.
     """
     interval, max_rate = variables["health_check_interval"], variables["health_check_max_rate"]
     if not interval or not max_rate or core_count <= max_rate * float(interval[:-1]):
         return {"health_check_interval": interval, "health_check_initial_jitter": ""}
-    needed = core_count / max_rate
-    paced = min(m * 10 ** e for e in range(-3, 7) for m in (1, 2, 5) if m * 10 ** e >= needed)
-    return {"health_check_interval": "%gs" % paced, "health_check_initial_jitter": "%gs" % (paced / 5)}
+    needed, decade = core_count / max_rate, 0.001
+    while 5 * decade < needed:
+        decade *= 10
+    paced = next(round(m * decade, 3) for m in (1, 2, 5) if round(m * decade, 3) >= needed)
+    jitter = min(paced / 5, MAX_INITIAL_JITTER_S)
+    return {"health_check_interval": _envoy_seconds(paced),
+            "health_check_initial_jitter": _envoy_seconds(jitter) if jitter >= 0.001 else ""}
+
+
+# The first checks of new cores are spread over at most this long: with every change of the cores the
+# dynamic mode warms a new cluster, and an update is confirmed once it is warm.
+MAX_INITIAL_JITTER_S = 2.0
+
+
+def _envoy_seconds(seconds):
+    """A duration in Envoy's JSON form, fixed point ("0.1s", "5s", "2000000s"; never "1e+06s")."""
+    return ("%.3f" % seconds).rstrip("0").rstrip(".") + "s"
 
 
 def load_bootstrap(text, source="config"):

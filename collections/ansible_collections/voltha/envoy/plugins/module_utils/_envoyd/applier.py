@@ -196,8 +196,9 @@ class ConfigApplier:
             try:
                 confirmed = self.confirm(expected)
             except EnvoyRejected as err:
+                restored = self.restore()  # counted once the last good config is back (and warm)
                 self.metrics.rejects.labels(reason="envoy-rejected").inc()
-                return ApplyResult(False, "envoy-rejected", "%s; %s" % (err, self.restore()))
+                return ApplyResult(False, "envoy-rejected", "%s; %s" % (err, restored))
             stages.lap("confirm")
         self.applied_sha, self.applied_cores = sha, cores
         if not expected and (self.envoy_update or {}).get("state") == "died":
@@ -319,9 +320,12 @@ class ConfigApplier:
         endpoints sent while it warms end the warming early: Envoy counts checks, not cores, so the
         cores that answer may not be checked yet, and no call finds a healthy core."""
         deadline = time.monotonic() + self.settings.confirm_timeout_s
-        self.ads.wait_acked(snapshot, self.settings.confirm_timeout_s, self._envoy_gone)
         cds = snapshot.kinds().get("cds")
-        if cds != self.warm_cds:
+        warm = cds == self.warm_cds
+        if not warm:
+            self.warm_cds = None  # until seen warm: an ACKed cluster whose update then failed may still warm
+        self.ads.wait_acked(snapshot, self.settings.confirm_timeout_s, self._envoy_gone)
+        if not warm:
             wait_confirmed(self._admin, {}, {}, max(0.0, deadline - time.monotonic()))
             self.warm_cds = cds
 

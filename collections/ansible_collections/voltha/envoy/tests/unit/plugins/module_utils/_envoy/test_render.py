@@ -156,6 +156,13 @@ def test_health_check_pacing_follows_the_variables():
         "health_check_interval": "5s", "health_check_initial_jitter": "1s"}
     assert paced_health_checks(merge_variables({"health_check_interval": ""}), 10 ** 6) == {
         "health_check_interval": "", "health_check_initial_jitter": ""}
+    # Fixed point however long (Envoy refuses "1e+06s"); the first checks spread over 2 s at most.
+    assert paced_health_checks(merge_variables({"health_check_max_rate": 1}), 10 ** 6) == {
+        "health_check_interval": "1000000s", "health_check_initial_jitter": "2s"}
+    assert paced_health_checks(merge_variables({"health_check_max_rate": 2000}), 40001) == {
+        "health_check_interval": "50s", "health_check_initial_jitter": "2s"}
+    assert paced_health_checks(merge_variables({"health_check_interval": "0.001s", "health_check_max_rate": 10 ** 6}),
+                               1001) == {"health_check_interval": "0.002s", "health_check_initial_jitter": ""}
 
 
 def test_panic_threshold_can_be_envoys_own():

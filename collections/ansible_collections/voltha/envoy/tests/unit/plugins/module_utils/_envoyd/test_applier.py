@@ -96,3 +96,49 @@ def test_no_kept_files_means_no_rollback_but_a_report(applier):
     fail(applier)
     assert applier.judge_failures().endswith("no earlier config to roll back to")
     assert applier.applied_sha == BAD
+
+
+class Versions:
+    """A snapshot as _wait_xds sees it: its versions."""
+
+    def __init__(self, cds):
+        self.cds = cds
+
+    def kinds(self):
+        return {"cds": self.cds, "eds": "e", "lds": "l"}
+
+
+class Ads:
+    """ACKs every snapshot, or NACKs the ones whose cds version is in ``nack``."""
+
+    def __init__(self, nack=()):
+        self.nack = nack
+
+    def wait_acked(self, snapshot, timeout, envoy_gone=None):
+        if snapshot.cds in self.nack:
+            raise applier_module.EnvoyRejected("lds", "l", "refused")
+
+
+def test_xds_waits_for_a_warm_cluster_only_when_the_cluster_changed(applier, monkeypatch):
+    warming = []  # what Envoy's /stats says, one answer per question
+    asked = []
+
+    def admin(path):
+        asked.append(path)
+        return ("cluster_manager.warming_clusters: %d\n" % (warming.pop(0) if warming else 0)).encode()
+
+    monkeypatch.setattr(applier, "_admin", admin)
+    applier.ads = Ads(nack=("c2",))
+    warming[:] = [1, 1, 0]
+    applier._wait_xds(Versions("c1"))
+    assert len(asked) == 3 and applier.warm_cds == "c1"
+    applier._wait_xds(Versions("c1"))  # the same cluster: endpoints only, nothing warms
+    assert len(asked) == 3
+    # An update whose cluster Envoy took but whose listener it refused: the cluster it goes back to
+    # warms again, and is waited for although it is the one seen warm before.
+    with pytest.raises(applier_module.EnvoyRejected):
+        applier._wait_xds(Versions("c2"))
+    assert applier.warm_cds is None
+    warming[:] = [1, 0]
+    applier._wait_xds(Versions("c1"))
+    assert len(asked) == 5 and applier.warm_cds == "c1"
