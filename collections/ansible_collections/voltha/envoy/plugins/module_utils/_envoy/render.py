@@ -11,6 +11,7 @@ Used by envoyd's applier and settings, and the envoy_config module.
 """
 
 import json
+import os
 import re
 from collections import namedtuple
 
@@ -136,6 +137,14 @@ def _yaml_literal(char):
             or 0xE000 <= code <= 0xFFFD or code >= 0x10000) and code not in _YAML_BREAKS
 
 
+class EndpointList(list):
+    """lb_endpoints as a template gets them: a list. Written out by itself, it stands in the text as a
+    token (a JSON string no data can spell) until the rest is parsed; then the list itself goes into
+    the parsed config and its JSON into the text, so 10,000 endpoints are not parsed back from text."""
+
+    token = "voltha-envoy-endpoints-" + os.urandom(16).hex()
+
+
 def _json_scalar(value):
     """Jinja2 finalize hook: every expression's output becomes JSON text that YAML reads back equal.
 
@@ -144,6 +153,8 @@ def _json_scalar(value):
     """
     if jinja2 is not None and isinstance(value, jinja2.Undefined):
         return value
+    if isinstance(value, EndpointList):
+        return '"%s"' % value.token
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     if _PLAIN_ASCII.match(text):
         return text
@@ -268,8 +279,13 @@ class Renderer:
             raise RenderError("template %s: %s" % (self.template_name, err)) from err
         except Exception as err:  # a template's own expression failed (1/0, str + int): still the template's error
             raise RenderError("template %s: %s: %s" % (self.template_name, type(err).__name__, err)) from err
+        endpoints = context.get("lb_endpoints")
         del context  # before the text is parsed: the peak memory of a large assignment
         config, fmt = load_bootstrap(text, self.template_name)
+        if isinstance(endpoints, EndpointList):
+            endpoints = list(endpoints)  # a plain list in the config: YAML writers know no subclass
+            if _splice(config, EndpointList.token, endpoints):
+                text = text.replace('"%s"' % EndpointList.token, _json_scalar(endpoints))
         return Rendered(text, config, fmt)
 
 
@@ -293,10 +309,23 @@ def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type")):
         context["cores"] = [dict(prefix=c.prefix, prefixes=prefixes[c.id], id=c.id, host=c.host, port=c.port,
                                  kind=kind) for c, kind in zip(distinct, kinds)]
     if "lb_endpoints" in uses:
-        context["lb_endpoints"] = [
+        context["lb_endpoints"] = EndpointList(
             {"endpoint": {"address": {"socket_address": {"address": c.host, "port_value": c.port}}, "hostname": c.id}}
-            for c in distinct]
+            for c in distinct)
     return context
+
+
+def _splice(node, token, value):
+    """Put ``value`` wherever the parsed ``node`` holds the string ``token``; how many places."""
+    found = 0
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, item in items:
+        if item == token:
+            node[key] = value
+            found += 1
+        elif isinstance(item, (dict, list)) and item is not value:
+            found += _splice(item, token, value)
+    return found
 
 
 def paced_health_checks(variables, core_count):

@@ -9,6 +9,7 @@ import yaml
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import Core, parse_assignment
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import (
     DEFAULT_VARIABLES,
+    EndpointList,
     Renderer,
     RenderError,
     merge_variables,
@@ -218,6 +219,27 @@ def test_dns_host_makes_strict_dns(renderer):
     assert {c["type"] for c in config["static_resources"]["clusters"]} == {"STRICT_DNS"}
     v6 = renderer.render(parse_assignment({"a": {"id": "a", "host": "::1"}})).config
     assert {c["type"] for c in v6["static_resources"]["clusters"]} == {"STATIC"}
+
+
+def test_the_endpoints_in_the_text_are_the_endpoints_in_the_config(renderer):
+    rendered = renderer.render(many_cores(3))
+    assert json.loads(rendered.text) == rendered.config
+    [cluster] = rendered.config["static_resources"]["clusters"]
+    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert not isinstance(endpoints, EndpointList)  # a plain list, as YAML writers know
+    assert [e["endpoint"]["hostname"] for e in endpoints] == ["c00000", "c00001", "c00002"]
+    assert EndpointList.token not in rendered.text
+    # A template may write them twice, count them, or take some: each is what the list says.
+    text = ('{"a": {{ lb_endpoints }}, "b": {{ lb_endpoints }}, "n": {{ lb_endpoints | length }}, '
+            '"first": {{ lb_endpoints[:1] }}, "yaml": false}')
+    custom = Renderer(text).render(many_cores(2))
+    assert json.loads(custom.text) == custom.config
+    assert custom.config["a"] == custom.config["b"] == endpoints[:2] and custom.config["n"] == 2
+    assert custom.config["first"] == endpoints[:1]
+    yaml_text = "a: {{ lb_endpoints }}\nb: [{{ lb_endpoints | length }}]\n"
+    in_yaml = Renderer(yaml_text).render(many_cores(2))
+    assert in_yaml.format == "yaml" and yaml.safe_load(in_yaml.text) == in_yaml.config
+    assert in_yaml.config == {"a": endpoints[:2], "b": [2]}
 
 
 def test_equal_data_renders_equal_bytes(renderer):
