@@ -182,6 +182,22 @@ def test_consul_down_and_back(start_consul, cores, start_envoyd):
     assert envoyd.log().count("unreachable") == 1  # a change of state is logged once
 
 
+@pytest.mark.parametrize("wait", ["1", "1000ms", "0.5s500ms"])
+def test_a_consul_wait_in_any_form_blocks_and_follows(consul_agent, kv, cores, start_envoyd, wait):
+    """--consul-wait in plain seconds or as a Go duration: blocking queries time out quietly, changes arrive."""
+    kv.put(KEY, assignment(cores[0]))
+    envoyd = start_envoyd(consul_agent.address, extra=("--consul-wait", wait))
+    client = NbiClient(envoyd.nbi)
+    try:
+        time.sleep(2.5)  # two blocking queries time out with no change in between
+        assert envoyd.metric("envoyd_consul_errors_total") == 0
+        kv.put(KEY, assignment(cores[1]))
+        wait_routed_to(client, {"core-1"})
+    finally:
+        client.close()
+    assert "duration" not in envoyd.log()
+
+
 @pytest.mark.parametrize("reload", ["dynamic", "xds"])
 def test_envoy_killed_comes_back(consul_agent, kv, cores, start_envoyd, reload):
     kv.put(KEY, assignment(cores[1]))

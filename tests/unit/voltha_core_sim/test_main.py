@@ -9,17 +9,19 @@ from voltha_core_sim.__main__ import build_parser, membership_config
 
 def test_command_line_to_membership_config():
     args = build_parser().parse_args(["--core-id", "core-1", "--port", "50557", "--consul-addr", "10.0.0.2:8501",
-                                      "--check-interval", "2s"])
+                                      "--check-interval", "2000ms", "--consul-wait", "30"])
     config, settings = membership_config(args, 50557)
     assert (config.core_id, config.host, config.port, config.prefix) == ("core-1", "127.0.0.1", 50557, "core-1")
     assert (config.service_name, config.lock_key, config.check_interval) == ("vcore", "service/voltha/leader", "2s")
     assert config.assignment_key == "service/voltha/data/core/assignment"
+    assert config.wait == "30s"  # plain seconds, as Consul takes them
     assert (settings.host, settings.port) == ("10.0.0.2", 8501)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--host", "0.0.0.0"], "--advertise-host"),
-    (["--check-interval", "soon"], "--check-interval"),
+    (["--check-interval", "soon"], "--check-interval must be a duration such as 250ms, 30s, 1m30s or 30 "
+                                   r"\(seconds\), got 'soon'"),
     (["--consul-addr", "host:port"], "bad port"),
 ])
 def test_bad_command_lines_are_refused(argv, message):

@@ -28,13 +28,13 @@ import base64
 import collections
 import http.client
 import json
-import re
 import select
 import socket
 import ssl
 import time
 import urllib.parse
 
+from ansible_collections.voltha.envoy.plugins.module_utils._common import durations
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 
 CONSISTENCY_MODES = ("default", "stale", "consistent")
@@ -47,9 +47,6 @@ KEEPALIVE = (1, 1, 3)  # idle seconds, interval seconds, probes: a silent peer i
 # whose index is then the agent's current one, to be taken as it is).
 Reading = collections.namedtuple("Reading", "index value known_leader blocked")
 
-_GO_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 class ConsulHTTPError(VolthaEnvoyError):
     """Consul answered with an error status."""
@@ -57,18 +54,6 @@ class ConsulHTTPError(VolthaEnvoyError):
     def __init__(self, status, reason, path):
         self.status = status
         super().__init__("consul answered %s %s for %s" % (status, reason.strip() or "(no text)", path))
-
-
-def wait_seconds(wait):
-    """A Go duration ('60s', '1m30s', '500ms') or a number of seconds -> seconds; None -> 0."""
-    if wait is None or wait == "":
-        return 0.0
-    if isinstance(wait, (int, float)):
-        return float(wait)
-    parts = _GO_DURATION.findall(str(wait))
-    if not parts or "".join(n + u for n, u in parts) != str(wait).strip():
-        raise ValueError("a wait must be a duration such as 10s or 1m, got %r" % (wait,))
-    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
 
 
 def check_consistency(mode):
@@ -155,9 +140,7 @@ class BlockingReader:
         if index:
             query.append(("index", str(int(index))))
             if wait:
-                # Consul takes a Go duration; a number of seconds is written as one.
-                text = "%dms" % int(wait * 1000) if isinstance(wait, (int, float)) else str(wait)
-                query.append(("wait", text))
+                query.append(("wait", durations.go_duration(durations.seconds(wait, "wait"))))
         if consistency != "default":
             query.append((consistency, ""))
         if self.settings.datacenter:
@@ -176,7 +159,7 @@ class BlockingReader:
         # The read a watch starts from: not from a store a restarted server is still rebuilding.
         consistency = "consistent" if not blocking and self.consistency == "default" else self.consistency
         target = self.url(path, params, index if blocking else 0, wait if blocking else None, consistency)
-        budget = self.margin + (wait_seconds(wait) * 17.0 / 16.0 if blocking else 0.0)
+        budget = self.margin + (durations.seconds(wait, "wait") * 17.0 / 16.0 if blocking else 0.0)
         headers = {"Accept": "application/json"}
         if self.settings.token:
             headers["X-Consul-Token"] = self.settings.token

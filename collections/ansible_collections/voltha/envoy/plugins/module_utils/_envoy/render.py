@@ -23,6 +23,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
     host_kind,
     parse_assignment,
 )
+from ansible_collections.voltha.envoy.plugins.module_utils._common import durations
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 from ansible_collections.voltha.envoy.plugins.module_utils._common.yaml_io import YAMLError, load_yaml
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.template import VOLTHA_TEMPLATE
@@ -124,7 +125,6 @@ _COUNT_VARIABLES = {"health_check_unhealthy_threshold": (1, 100), "health_check_
                     "outlier_consecutive_failures": (0, 1000), "outlier_max_ejection_percent": (0, 100),
                     "healthy_panic_threshold": (0, 100),
                     "retry_budget_percent": (0, 100), "retry_budget_min_concurrency": (0, 100000)}
-_ENVOY_DURATION = re.compile(r"[0-9]+(\.[0-9]{1,9})?s\Z")
 
 _PLAIN_ASCII = re.compile(r"[\x20-\x7e]*\Z")
 _YAML_BREAKS = (0x85, 0x2028, 0x2029, 0xFEFF)  # line breaks (folded to spaces) and the byte order mark
@@ -201,13 +201,15 @@ def merge_variables(overrides):
     for name in _DURATION_VARIABLES + _ZERO_DURATION_VARIABLES:
         value = merged[name]
         zero_is_off = name in _DURATION_VARIABLES  # Envoy refuses a zero interval or timeout
-        if value in (None, "", False) or (zero_is_off and isinstance(value, str)
-                                          and re.match(r"0+(\.0*)?s?\Z", value)):
+        if value in (None, "", False):
             merged[name] = ""
-        elif not isinstance(value, str) or not _ENVOY_DURATION.match(value):
-            raise RenderError("template variable %s must be a duration in seconds such as %s, got %s"
-                              % (name, "0.25s (or empty to turn it off)" if zero_is_off
-                                 else "0s or 0.5s (or empty for Envoy's default)", json.dumps(value)))
+            continue
+        try:
+            written = durations.envoy_duration(durations.seconds(value, "template variable " + name))
+        except durations.DurationError as err:
+            raise RenderError("%s (%s)" % (err, "empty turns it off" if zero_is_off
+                                           else "empty leaves Envoy's default")) from None
+        merged[name] = "" if zero_is_off and written == "0s" else written
     for name, (lowest, highest) in _COUNT_VARIABLES.items():
         value = merged[name]
         try:
@@ -328,6 +330,11 @@ def _splice(node, token, value):
     return found
 
 
+# The first checks of new cores are spread over at most this long: with every change of the cores the
+# dynamic mode warms a new cluster, and an update is confirmed once it is warm.
+MAX_INITIAL_JITTER_S = 2.0
+
+
 def paced_health_checks(variables, core_count):
     """health_check_interval for this many cores, and health_check_initial_jitter ("" for none).
 
@@ -345,18 +352,8 @@ def paced_health_checks(variables, core_count):
         decade *= 10
     paced = next(round(m * decade, 3) for m in (1, 2, 5) if round(m * decade, 3) >= needed)
     jitter = min(paced / 5, MAX_INITIAL_JITTER_S)
-    return {"health_check_interval": _envoy_seconds(paced),
-            "health_check_initial_jitter": _envoy_seconds(jitter) if jitter >= 0.001 else ""}
-
-
-# The first checks of new cores are spread over at most this long: with every change of the cores the
-# dynamic mode warms a new cluster, and an update is confirmed once it is warm.
-MAX_INITIAL_JITTER_S = 2.0
-
-
-def _envoy_seconds(seconds):
-    """A duration in Envoy's JSON form, fixed point ("0.1s", "5s", "2000000s"; never "1e+06s")."""
-    return ("%.3f" % seconds).rstrip("0").rstrip(".") + "s"
+    return {"health_check_interval": durations.envoy_duration(paced),
+            "health_check_initial_jitter": durations.envoy_duration(jitter) if jitter >= 0.001 else ""}
 
 
 def load_bootstrap(text, source="config"):

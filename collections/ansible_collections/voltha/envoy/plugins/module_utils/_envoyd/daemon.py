@@ -302,7 +302,7 @@ class Daemon:
             self.status.start()
             LOG.info("status on http://%s/healthz and /metrics", self.status.address)
         watcher = KeyWatcher(self.consul_fetch(), self._on_change, self._on_consul_error, self._on_consul_recover,
-                             wait=self.settings.consul_wait, min_interval=self.settings.min_interval_s,
+                             wait=self.settings.consul_wait_s, min_interval=self.settings.min_interval_s,
                              backoff_max=self.settings.consul_retry_max_s, stop_event=self.stop_event)
         thread = threading.Thread(target=watcher.run, name="consul-watch", daemon=True)
         thread.start()

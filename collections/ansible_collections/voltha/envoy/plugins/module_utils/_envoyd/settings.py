@@ -9,13 +9,13 @@ Used by envoyd's command line, applier and daemon.
 
 import argparse
 import os
-import re
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
     DEFAULT_KEY,
     AssignmentError,
     parse_networks,
 )
+from ansible_collections.voltha.envoy.plugins.module_utils._common import durations
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 from ansible_collections.voltha.envoy.plugins.module_utils._common.yaml_io import YAMLError, load_yaml
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
@@ -75,18 +75,13 @@ OPTIONS = {
     "check_settings": (False, bool, "check the settings, the template and the Envoy binary, then exit"),
 }
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)?\Z")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
 
 def parse_duration(text, name="duration"):
-    """'250ms', '2s', '1m', '1.5' (seconds) -> seconds as float; never negative, NaN or infinite."""
-    match = _DURATION.match(str(text).strip())
-    if not match and str(text).strip().startswith("-"):
-        raise SettingsError("%s must not be negative, got %r" % (name, text))
-    if not match:
-        raise SettingsError("%s must be a duration like 250ms, 2s or 1m, got %r" % (name, text))
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """A duration in the collection's one grammar (durations.seconds) -> seconds; SettingsError names the option."""
+    try:
+        return durations.seconds(text, name)
+    except durations.DurationError as err:
+        raise SettingsError(str(err)) from None
 
 
 def parse_wait(text):
@@ -159,7 +154,7 @@ class Settings:
         self.drain_time_s = parse_duration(self.drain_time, "drain_time")
         self.confirm_timeout_s = parse_duration(self.confirm_timeout, "confirm_timeout")
         self.parent_shutdown_time_s = parse_duration(self.parent_shutdown_time, "parent_shutdown_time")
-        parse_duration(self.consul_wait, "consul_wait")
+        self.consul_wait_s = parse_duration(self.consul_wait, "consul_wait")
         self.consul_retry_max_s = parse_duration(self.consul_retry_max, "consul_retry_max")
         if self.consul_retry_max_s <= 0:
             raise SettingsError("consul_retry_max must be more than 0, got %r" % self.consul_retry_max)

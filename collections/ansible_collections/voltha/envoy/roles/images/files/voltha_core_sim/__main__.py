@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def membership_config(args, port: int):
     """MembershipConfig and ConsulSettings from the parsed arguments; raises ValueError on bad values."""
+    from ansible_collections.voltha.envoy.plugins.module_utils._common import durations
     from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import (
         ConsulSettings,
         settings_from_environment,
@@ -83,7 +84,6 @@ def membership_config(args, port: int):
     )
 
     from .membership import MembershipConfig
-    from .registration import check_duration
 
     advertise = args.advertise_host or args.host
     if advertise == HOSTNAME:
@@ -95,9 +95,11 @@ def membership_config(args, port: int):
     if advertise in WILDCARDS:
         raise ValueError(f"--host {args.host!r} listens on every address: give --advertise-host, the address "
                          "Consul and Envoy reach this core at")
-    for value, what in ((args.check_interval, "--check-interval"), (args.deregister_after, "--deregister-after"),
-                        (args.consul_wait, "--consul-wait")):
-        check_duration(value, what)
+    # As Consul takes them (Go durations), whatever form they were given in.
+    check_interval, deregister_after, consul_wait = (
+        durations.go_duration(durations.seconds(value, what))
+        for value, what in ((args.check_interval, "--check-interval"), (args.deregister_after, "--deregister-after"),
+                            (args.consul_wait, "--consul-wait")))
     kwargs = settings_from_environment()
     scheme, host, consul_port = split_address(args.consul_addr)
     kwargs.update(host=host, port=consul_port, timeout=5.0)
@@ -110,8 +112,8 @@ def membership_config(args, port: int):
     config = MembershipConfig(core_id=args.core_id, host=advertise, port=port, prefix=args.prefix or args.core_id,
                               store_root=args.store_root,
                               service_name=args.service_name, assignment_key=args.assignment_key,
-                              lock_key=args.lock_key, check_interval=args.check_interval,
-                              deregister_after=args.deregister_after, wait=args.consul_wait)
+                              lock_key=args.lock_key, check_interval=check_interval,
+                              deregister_after=deregister_after, wait=consul_wait)
     return config, settings
 
 

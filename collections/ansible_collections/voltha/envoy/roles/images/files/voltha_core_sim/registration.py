@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 
+from ansible_collections.voltha.envoy.plugins.module_utils._common.durations import go_duration, seconds
+
 DEFAULT_SERVICE_NAME = "vcore"
-_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+\Z")
-
-
-def check_duration(text: str, what: str = "duration") -> str:
-    """A Go duration as Consul takes it ("1s", "500ms", "1m30s"); raises ValueError otherwise."""
-    if not isinstance(text, str) or not _DURATION.match(text):
-        raise ValueError(f"{what} must be a duration such as 1s, 500ms or 1m, got {text!r}")
-    return text
 
 
 def check_id(service_id: str) -> str:
@@ -49,8 +42,8 @@ def service_definition(core_id: str, host: str, port: int, prefix: str, service_
     address, a restarted process on the same port), the old registration's check fails, and with it
     every session tied to that check, so no leftover can hold the leader lock.
     """
-    check_duration(check_interval, "check interval")
-    check_duration(deregister_after, "deregister-after")
+    check_interval = go_duration(seconds(check_interval, "check interval"))
+    deregister_after = go_duration(seconds(deregister_after, "deregister-after"))
     service_id = instance or core_id
     check = {"GRPC": f"{host}:{port}/{service_id}", "GRPCUseTLS": False, "Interval": check_interval,
              "Timeout": check_timeout or check_interval, "DeregisterCriticalServiceAfter": deregister_after}

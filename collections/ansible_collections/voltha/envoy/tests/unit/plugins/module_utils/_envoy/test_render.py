@@ -194,15 +194,16 @@ def test_each_means_turns_off_with_an_empty_value():
 
 
 @pytest.mark.parametrize("name,value,message", [
-    ("keepalive_interval", "100ms", "keepalive_interval must be a duration in seconds such as 0.25s"),
-    ("health_check_timeout", 5, "health_check_timeout must be a duration in seconds"),
+    ("keepalive_interval", "100 ms", "template variable keepalive_interval must be a duration such as 250ms, 30s, "
+                                     "1m30s or 30 (seconds), got '100 ms' (empty turns it off)"),
+    ("health_check_timeout", -5, "template variable health_check_timeout must not be negative, got -5"),
     ("health_check_unhealthy_threshold", 0, "health_check_unhealthy_threshold must be an integer from 1 to 100"),
     ("outlier_max_ejection_percent", "half", "outlier_max_ejection_percent must be an integer from 0 to 100"),
     ("retry_budget_percent", True, "retry_budget_percent must be an integer from 0 to 100, got true"),
     ("healthy_panic_threshold", 101, "healthy_panic_threshold must be an integer from 0 to 100, got 101"),
     ("health_check_max_rate", -1, "health_check_max_rate must be an integer from 0 to 1000000, got -1"),
-    ("lb_update_merge_window", "1000ms", 'lb_update_merge_window must be a duration in seconds such as 0s or 0.5s '
-                                         '(or empty for Envoy\'s default), got "1000ms"'),
+    ("lb_update_merge_window", "soon", "lb_update_merge_window must be a duration such as 250ms, 30s, 1m30s or 30 "
+                                       "(seconds), got 'soon' (empty leaves Envoy's default)"),
     ("read_methods", ["(Get"], 'read_methods: "(Get" is not a regular expression'),
     ("keepalive_timeout", "", "keepalive_timeout must be set when keepalive_interval is"),
     ("health_check_timeout", "0.0s", "health_check_timeout must be set when health_check_interval is"),
