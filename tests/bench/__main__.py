@@ -183,7 +183,10 @@ def identical_writes(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, m
 
 def scale_assignment(cores: CoreProcesses, n: int, variant: int) -> str:
     """n cores: the first two simulated cores (they answer the load) and n - 2 on loopback addresses
-    nothing answers (their health checks fail, so no call goes to them)."""
+    nothing answers (their health checks fail, so no call goes to them), 127.<1 + variant>.x.y: each
+    variant names hosts no other one names."""
+    if not 0 <= variant <= 253 or n > 250 * 256:
+        raise ValueError(f"no loopback addresses for variant {variant} of {n} cores")
     value = json.loads(cores.assignment((0, 1)))
     for i in range(n - 2):
         value[f"q{i:05d}"] = {"id": f"gone-{i}", "host": f"127.{1 + variant}.{i // 250}.{1 + i % 250}",
@@ -214,7 +217,7 @@ def scale(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, mode: str, s
 
     try:
         pid = envoyd.process.pid
-        for n in sizes:
+        for size_index, n in enumerate(sizes):
             kv.put(KEY, scale_assignment(cores, n - 1, 0))
             try:
                 wait_for(lambda n=n: serving(envoyd_stat, "voltha-grpc", n - 1)
@@ -234,7 +237,8 @@ def scale(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, mode: str, s
                 count = n - i % 2
                 index = int(kv.get(KEY)[0])
                 started = time.monotonic()
-                kv.put(KEY, scale_assignment(cores, count, 1 + i % 2))
+                # Every change names hosts no earlier change named: nothing envoyd kept helps it.
+                kv.put(KEY, scale_assignment(cores, count, 1 + size_index * changes + i))
                 done = timed_together({
                     "envoyd": lambda c=count: wait_for(lambda: serving(envoyd_stat, "voltha-grpc", c), SCALE_WAIT,
                                                        f"{c} cores in envoyd's Envoy", interval=0.002),
@@ -489,7 +493,7 @@ def write_report(path: Path, args, results: dict, seconds: float) -> None:
         f"From the KV write until Envoy serves with every core of the new assignment (its `voltha-grpc` cluster "
         "has them, and no cluster is warming: a cluster sent anew takes no call before its first health checks), "
         f"{args.repeats} changes per size and mode: the two cores that answer the load, and N - 2 or N - 3 "
-        "cores on other loopback addresses each time, which nothing answers (their health checks fail, so "
+        "cores on loopback addresses no earlier change named, which nothing answers (their health checks fail, so "
         f"no call goes to them), under {args.rate:.0f} calls/s through each Envoy. RSS is envoyd's (the "
         "watcher's) resident memory after the changes, and its peak. 10,000 cores make a ~700 KB value, over "
         "Consul's default 512 KiB limit, so this run's agent has `limits.kv_max_value_size` raised.",

@@ -12,6 +12,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import 
     EndpointList,
     Renderer,
     RenderError,
+    _json_scalar,
     merge_variables,
     paced_health_checks,
     parse_variables,
@@ -241,6 +242,16 @@ def test_the_endpoints_in_the_text_are_the_endpoints_in_the_config(renderer):
     in_yaml = Renderer(yaml_text).render(many_cores(2))
     assert in_yaml.format == "yaml" and yaml.safe_load(in_yaml.text) == in_yaml.config
     assert in_yaml.config == {"a": endpoints[:2], "b": [2]}
+
+
+def test_the_endpoints_are_written_as_json_scalar_writes_them():
+    """Endpoints of plain text are formatted directly, the others through _json_scalar: the same bytes."""
+    cores = [Core("p%d" % i, core_id, host, port) for i, (core_id, host, port) in enumerate(
+        [(core_id, "10.0.0.1", 50556) for core_id in HOSTILE_IDS]
+        + [("c", "h.example", 1), ("c", "::1", 65535), ("c", 'a"b', 5), ("c", "a\\b", 5)])]
+    endpoints = EndpointList(cores)
+    assert endpoints.json() == _json_scalar(list(endpoints))
+    assert json.loads(endpoints.json()) == list(endpoints)
 
 
 def test_equal_data_renders_equal_bytes(renderer):

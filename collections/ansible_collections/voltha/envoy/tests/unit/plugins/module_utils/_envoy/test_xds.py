@@ -69,6 +69,29 @@ def test_encoded_bytes_are_protobufs_own():
     assert encoder.encode(ENDPOINTS, again) == encoder.encode(ENDPOINTS, again)
 
 
+@pytest.mark.parametrize("host,port,hostname", [
+    ("127.0.0.1", 50556, "core-1"), ("::1", 1, "c"), ("core.example", 65535, "é😀 x"), ("10.0.0.1", 80, ""),
+    ("10.0.0.1", 300, "a" * 200), ("h", 2 ** 32 - 1, "x"),
+])
+def test_endpoints_written_field_by_field_are_the_bytes_protobuf_writes(host, port, hostname):
+    assignment = {"cluster_name": "c", "endpoints": [{"lb_endpoints": [{"endpoint": {
+        "address": {"socket_address": {"address": host, "port_value": port}}, "hostname": hostname}}]}]}
+    expected = json_format.ParseDict(assignment, endpoint_pb2.ClusterLoadAssignment())
+    assert Encoder().encode(ENDPOINTS, assignment) == expected.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("odd", [
+    {"address": {"socket_address": {"address": "10.0.0.1", "port_value": "80"}}, "hostname": "c"},
+    {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}}, "hostname": "c",
+     "health_check_config": {"port_value": 81}},
+    {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}}},
+])
+def test_endpoints_of_another_shape_go_through_json_format(odd):
+    assignment = {"cluster_name": "c", "endpoints": [{"lb_endpoints": [{"endpoint": odd}]}]}
+    expected = json_format.ParseDict(assignment, endpoint_pb2.ClusterLoadAssignment())
+    assert Encoder().encode(ENDPOINTS, assignment) == expected.SerializeToString(deterministic=True)
+
+
 def test_an_unknown_field_is_named():
     with pytest.raises(XdsError, match="Cluster.*no_such_field"):
         Encoder().encode(CLUSTER, {"name": "x", "no_such_field": 1})
