@@ -169,6 +169,12 @@ class Runner:
                        f"{recap_changed(lines) if installed_rc == 0 else 'FAILED'}")
 
     def stage_integration(self) -> Outcome:
+        # Some tests run the lab's images; inside the engine's namespace debootstrap cannot reach the
+        # Debian mirror, so make integration alone builds them first, as make molecule does.
+        if not self.images_built:
+            rc, _ = self.build_images()
+            if rc != 0:
+                return Outcome(False, "the images the tests run could not be built (playbooks/build.yml)")
         return self.pytest("integration", ["tests/integration"], in_engine_netns=True)
 
     def stage_molecule(self) -> Outcome:

@@ -48,7 +48,8 @@ class EnvoyProxy:
         raise KeyError(f"Envoy has no listener {name!r}")
 
     def start(self, timeout: float = 30.0, extra_args: tuple[str, ...] = ()) -> EnvoyProxy:
-        argv = [find_envoy(), "-c", str(self.config_file), "--use-dynamic-base-id",
+        # No hot restart here, so no shared memory that Envoy would leave in /dev/shm when it exits.
+        argv = [find_envoy(), "-c", str(self.config_file), "--disable-hot-restart",
                 "--admin-address-path", str(self.admin_address_file), "--log-level", "warning", *extra_args]
         self.process = ManagedProcess("envoy", argv, self.workdir / "envoy.log")
         self.process.wait_ready(self._ready, timeout)
