@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from tests.support.consul_faults import assignment_of
+from tests.support.assignments import assignment_of
 from tests.support.paths import source_env
 from tests.support.processes import wait_for
 

@@ -39,7 +39,7 @@ def held_port():
 
 MODES = pytest.mark.parametrize("reload", ["dynamic", "xds"])
 # What Envoy confirms: the versions of its resource files, or of the ADS snapshot's types.
-CONFIRMED = {"dynamic": {"cds", "lds"}, "xds": {"cds", "eds", "lds"}}
+CONFIRMED = {"dynamic": {"cds", "lds", "eds voltha-grpc"}, "xds": {"cds", "eds", "lds"}}
 
 
 @MODES

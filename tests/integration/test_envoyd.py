@@ -11,15 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.assignments import assignment_of as assignment
 from tests.support.grpc_client import NbiClient
 from tests.support.processes import wait_for
 
 KEY = "service/voltha/data/core/assignment"
-
-
-def assignment(*servers) -> str:
-    return json.dumps({f"prefix-{s.core_id}": {"id": s.core_id, "host": "127.0.0.1", "port": s.port}
-                       for s in servers})
 
 
 def answered_by(client: NbiClient, calls: int = 12) -> set[str]:

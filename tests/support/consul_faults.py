@@ -10,7 +10,6 @@ reports them.
 
 from __future__ import annotations
 
-import json
 import statistics
 import threading
 import time
@@ -26,6 +25,7 @@ from voltha_protos import device_pb2, voltha_pb2_grpc
 
 from voltha_core_sim.nbi_client import core_of
 
+from .assignments import assignment_of
 from .consul_agent import ConsulAgent
 from .envoyd_runner import Envoyd
 from .processes import wait_for
@@ -33,11 +33,6 @@ from .sim_cores import Core, assigned, leader_instance
 
 KEY = "test/faults/assignment"
 WAIT = "60s"  # envoyd's default blocking wait: a watch stuck on an old index would take a minute
-
-
-def assignment_of(*servers) -> str:
-    return json.dumps({f"prefix-{s.core_id}": {"id": s.core_id, "host": "127.0.0.1", "port": s.port}
-                       for s in servers})
 
 
 class CallLoad:

@@ -31,8 +31,9 @@ options:
     description:
       - V(static) writes the complete static bootstrap to O(dest).
       - V(dynamic) writes exactly the files envoyd writes in its dynamic mode into the directory O(dest),
-        C(envoy.json) (or C(envoy.yaml)), the static bootstrap; C(xds/cds.json) and C(xds/lds.json), the clusters
-        and listeners as file-based dynamic resources; and C(bootstrap.json), the bootstrap that reads them.
+        C(envoy.json) (or C(envoy.yaml)), the static bootstrap; C(xds/eds/CLUSTER@0.json), the endpoints of each
+        static cluster, which becomes an EDS cluster; C(xds/cds.json) and C(xds/lds.json), the clusters and
+        listeners as file-based dynamic resources; and C(bootstrap.json), the bootstrap that reads them.
         Start Envoy with C(bootstrap.json).
     type: str
     choices: [static, dynamic]
@@ -200,8 +201,8 @@ files:
   returned: success
   type: list
   elements: str
-  sample: [/var/lib/envoyd/envoy.json, /var/lib/envoyd/xds/cds.json, /var/lib/envoyd/xds/lds.json,
-           /var/lib/envoyd/bootstrap.json]
+  sample: [/var/lib/envoyd/envoy.json, /var/lib/envoyd/xds/eds/voltha-grpc@0.json, /var/lib/envoyd/xds/cds.json,
+           /var/lib/envoyd/xds/lds.json, /var/lib/envoyd/bootstrap.json]
 """
 
 import os

@@ -13,7 +13,6 @@ Used by the core_assignment module and lookup, the envoy_config module, envoyd (
 _envoy/render) and the core simulator.
 """
 
-import functools
 import ipaddress
 import json
 import re
@@ -47,15 +46,29 @@ def _show(value, limit=80):
     return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
 
 
-# Cached: every apply asks it of every host twice (parse, render), and assignments mostly name the
-# same hosts change after change; 10,000 ipaddress parses cost tens of milliseconds.
-@functools.lru_cache(maxsize=65536)
+# The kinds of hosts seen last, asked of every host two or three times an apply (parse, render, shape);
+# 10,000 ipaddress parses cost tens of milliseconds. A plain dict of strings, emptied when full: the
+# garbage collector never looks into it, as it would into an lru_cache's 65,536 linked nodes.
+_HOST_KINDS = {}
+HOST_KINDS_KEPT = 32768
+_UNKNOWN = object()
+
+
 def host_kind(host):
     """'ipv4', 'ipv6' or 'dns' for a valid host; None when it is neither an IP address nor a DNS name.
 
     IPv6 scope ids (``fe80::1%eth0``) are refused: Envoy's socket addresses do not take them, and
     Python's parser accepts any text after the ``%``.
     """
+    kind = _HOST_KINDS.get(host, _UNKNOWN)
+    if kind is _UNKNOWN:
+        if len(_HOST_KINDS) >= HOST_KINDS_KEPT:
+            _HOST_KINDS.clear()
+        kind = _HOST_KINDS[host] = _kind_of(host)
+    return kind
+
+
+def _kind_of(host):
     if "%" in host:
         return None
     try:

@@ -1,8 +1,8 @@
 # Copyright (c) voltha.envoy contributors
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Did Envoy take the resource files envoyd wrote? Envoy's own account, from its admin API: the
-version_text of its cds and lds subscriptions (the files' version_info) and their update_rejected
-counters, and a rejection's reason from the error_state of /config_dump.
+version_text of its cds and lds subscriptions and of each EDS cluster's (the files' version_info) and
+their update_rejected counters, and a rejection's reason from the error_state of /config_dump.
 
 Used by envoyd's applier after every write of the dynamic layout. No Ansible imports: the daemon
 runs it.
@@ -15,14 +15,16 @@ from urllib.parse import quote
 
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 
-# The subscriptions envoyd writes files for, by the stat prefix Envoy counts them under.
+# The subscriptions envoyd writes files for, by the stat prefix Envoy counts them under; besides them,
+# "eds CLUSTER", the endpoints of an EDS cluster, counted under cluster.CLUSTER.
 SUBSCRIPTIONS = {"cds": "cluster_manager.cds", "lds": "listener_manager.lds"}
+EDS_KIND = "eds "
 # Where /config_dump keeps each subscription's resources (and their error_state).
-DUMP_RESOURCES = {"cds": "dynamic_active_clusters", "lds": "dynamic_listeners"}
-_STATS_FILTER = (r"^((cluster_manager\.cds|listener_manager\.lds)\.(version_text|update_rejected)"
-                 r"|cluster_manager\.warming_clusters)$")
-STATS_PATH = "/stats?filter=" + quote(_STATS_FILTER)
-_STAT_LINE = re.compile(r"^(cluster_manager\.cds|listener_manager\.lds)\.(version_text|update_rejected): (.*)$")
+DUMP_RESOURCES = {"cds": "dynamic_active_clusters", "lds": "dynamic_listeners",
+                  EDS_KIND: "dynamic_endpoint_configs&include_eds"}
+_SUBSCRIPTION_STAT = r"(cluster_manager\.cds|listener_manager\.lds|cluster\.(.+))\.(version_text|update_rejected)"
+STATS_PATH = "/stats?filter=" + quote(r"^(%s|cluster_manager\.warming_clusters)$" % _SUBSCRIPTION_STAT)
+_STAT_LINE = re.compile(r"^%s: (.*)$" % _SUBSCRIPTION_STAT)
 _PREFIX_KIND = {prefix: kind for kind, prefix in SUBSCRIPTIONS.items()}
 WARMING_POLL_S = 0.02  # the longest pause between questions while a cluster warms
 _WARMING = re.compile(r"^cluster_manager\.warming_clusters: ([0-9]+)$", re.M)
@@ -60,7 +62,8 @@ def file_version(text):
 
 
 def parse_stats(text):
-    """Envoy's /stats text (filtered to STATS_PATH) -> {"cds": XdsState, "lds": XdsState}."""
+    """Envoy's /stats text (filtered to STATS_PATH) -> {"cds": XdsState, "lds": XdsState, "eds CLUSTER":
+    XdsState for each cluster that has a subscription of its own}."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     states = {kind: XdsState() for kind in SUBSCRIPTIONS}
@@ -68,11 +71,12 @@ def parse_stats(text):
         match = _STAT_LINE.match(line.strip())
         if not match:
             continue
-        state = states[_PREFIX_KIND[match.group(1)]]
-        if match.group(2) == "version_text":
-            state.version = match.group(3).strip().strip('"')
+        kind = _PREFIX_KIND.get(match.group(1)) or EDS_KIND + match.group(2)
+        state = states.setdefault(kind, XdsState())
+        if match.group(3) == "version_text":
+            state.version = match.group(4).strip().strip('"')
         else:
-            state.rejected = int(match.group(3))
+            state.rejected = int(match.group(4))
     return states
 
 
@@ -103,7 +107,8 @@ def rejection_reasons(kind, dump):
 def reason_of(admin, kind):
     """Envoy's reason for the last refused update of a subscription (its admin API, best effort)."""
     try:
-        reasons = rejection_reasons(kind, admin("/config_dump?resource=" + DUMP_RESOURCES[kind]))
+        resource = DUMP_RESOURCES[EDS_KIND if kind.startswith(EDS_KIND) else kind]
+        reasons = rejection_reasons(kind, admin("/config_dump?resource=" + resource))
     except (OSError, ValueError) as err:
         return "Envoy gave no reason (its config_dump: %s)" % err
     return "; ".join(reasons) or "Envoy gave no reason in its config_dump"
@@ -133,7 +138,7 @@ def wait_confirmed(admin, expected, baseline, timeout, interval=0.001, clock=tim
             # 2 s: ask less and less often, as each question costs Envoy's main thread.
             pause = min(max(pause * 2, interval), WARMING_POLL_S) if warming else interval
             for kind, version in expected.items():
-                state = states[kind]
+                state = states.get(kind) or XdsState()
                 if state.version == version:
                     continue
                 if state.rejected > baseline.get(kind, 0):

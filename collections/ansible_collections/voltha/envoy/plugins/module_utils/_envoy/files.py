@@ -5,7 +5,9 @@
 layout_files() says which files hold the rendered config and what each one holds, in the order they
 must be written; write_files() writes them, each atomically. The static layout is one bootstrap; the
 dynamic layout splits the same bootstrap into a bootstrap whose listeners and clusters come from
-``xds/lds.json`` and ``xds/cds.json``, and those two resource files, which are replaced by rename.
+``xds/lds.json`` and ``xds/cds.json``, and those two resource files, which are replaced by rename. Each
+static cluster with endpoints becomes an EDS cluster whose endpoints come from a file of their own in
+``xds/eds/`` (eds.py): a change of the cores rewrites only that file, and Envoy rebuilds no cluster.
 Validation is validate.py's; rendering is render.py's.
 
 Used by envoyd's applier and the envoy_config module.
@@ -15,13 +17,24 @@ import hashlib
 import json
 import os
 import tempfile
+from urllib.parse import quote, unquote
+
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.eds import (
+    eds_name,
+    split_endpoints,
+    with_endpoints_from,
+)
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 BOOTSTRAP_FILE, LDS_FILE, CDS_FILE = "bootstrap.json", "lds.json", "cds.json"
 # Envoy re-reads both resource files on any rename into the directory it watches, so they live in a
 # directory of their own: a write of another file must not cost a reload.
 RESOURCE_DIR = "xds"
+# The endpoints, one file per cluster (CLUSTER@GENERATION.json, the name quoted), in a directory of
+# their own below it: a new cds or lds file does not make Envoy read 10,000 endpoints again.
+EDS_DIR = "eds"
 STATIC_FILE = "envoy.%s"  # the rendered static bootstrap, by its format: envoy.json or envoy.yaml
 
 LAYOUTS = ("static", "dynamic")
@@ -32,20 +45,79 @@ def static_path(config_dir, fmt):
     return os.path.join(config_dir, STATIC_FILE % fmt)
 
 
-def dynamic_files(config_dir, text, config):
+def dynamic_files(config_dir, text, config, names=None):
     """The files of the dynamic layout besides the static bootstrap, as [(path, text)] in write order.
 
-    Clusters first, so that a new listener never points at a cluster Envoy does not have yet; the
-    bootstrap (which names the resource files by absolute path) last.
+    Endpoints first, then clusters, so that a cluster never names endpoints Envoy cannot read yet; then
+    listeners, so that a new listener never points at a cluster Envoy does not have yet; the bootstrap
+    (which names the resource files by absolute path) last. ``names`` (an eds.EndpointNames, kept
+    from one change to the next) says when a cluster's endpoints go under a name of their own.
     """
     config_dir = os.path.abspath(config_dir)
     resource_dir = os.path.join(config_dir, RESOURCE_DIR)
-    bootstrap, lds, cds = split_dynamic(config, resource_dir)
-    return [
+    bootstrap, lds, cds, endpoints = split_dynamic(config, resource_dir, names=names)
+    files = [(path, _versioned({"resources": [dict({"@type": ENDPOINTS_TYPE}, **assignment)]}))
+             for path, assignment in endpoints]
+    return files + [
         (os.path.join(resource_dir, CDS_FILE), _versioned(cds)),
         (os.path.join(resource_dir, LDS_FILE), _versioned(lds)),
         (os.path.join(config_dir, BOOTSTRAP_FILE), dump_json(bootstrap)),
     ]
+
+
+def eds_path(resource_dir, cluster_name, generation):
+    """The file of a cluster's endpoints (quote() leaves no "/" or "@" in the name)."""
+    return os.path.join(resource_dir, EDS_DIR, "%s@%d.json" % (quote(cluster_name, safe=""), generation))
+
+
+def subscription_of(path):
+    """Which of Envoy's subscriptions reads a file of the dynamic layout: "cds", "lds", "eds CLUSTER"
+    (the endpoints of that cluster), or None (the bootstrap)."""
+    name, directory = os.path.basename(path), os.path.basename(os.path.dirname(path))
+    if directory == EDS_DIR and name.endswith(".json") and "@" in name:
+        return "eds " + unquote(name.rsplit("@", 1)[0])
+    return {CDS_FILE: "cds", LDS_FILE: "lds"}.get(name)
+
+
+def endpoint_files_named(config_dir):
+    """The endpoint files that the cds.json in config_dir names, and the one kept beside it names (the
+    files a refusal goes back to); [] for a file that is missing or cannot be read."""
+    paths = []
+    cds_path = os.path.join(os.path.abspath(config_dir), RESOURCE_DIR, CDS_FILE)
+    for path in (cds_path, cds_path + GOOD_SUFFIX):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                clusters = json.load(handle).get("resources") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        for cluster in clusters:
+            try:
+                paths.append(cluster["eds_cluster_config"]["eds_config"]["path_config_source"]["path"])
+            except (KeyError, TypeError):
+                continue
+    return paths
+
+
+def prune_endpoint_files(config_dir, keep):
+    """Remove the endpoint files in config_dir's xds/eds/ that are not in ``keep`` (paths), and their
+    kept copies; returns the paths removed."""
+    directory = os.path.join(os.path.abspath(config_dir), RESOURCE_DIR, EDS_DIR)
+    keep = {os.path.abspath(path) for path in keep}
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        base = path[:-len(GOOD_SUFFIX)] if path.endswith(GOOD_SUFFIX) else path
+        if base.endswith(".json") and base not in keep:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    return removed
 
 
 def _versioned(resources):
@@ -155,9 +227,10 @@ def write_atomic(path, text, mode=0o644, durable=False):
     return True
 
 
-def split_dynamic(config, resource_dir, node_id="envoyd", node_cluster="voltha"):
-    """Split a static bootstrap into (bootstrap, lds, cds) dicts for file-based dynamic config,
-    with lds.json and cds.json in resource_dir."""
+def split_dynamic(config, resource_dir, node_id="envoyd", node_cluster="voltha", names=None):
+    """Split a static bootstrap into (bootstrap, lds, cds, endpoints) for file-based dynamic config, with
+    lds.json and cds.json in resource_dir; endpoints: [(path, ClusterLoadAssignment)], one file in
+    resource_dir/eds/ for each static cluster with endpoints, which becomes an EDS cluster."""
     bootstrap = dict(config)
     static = dict(bootstrap.pop("static_resources", None) or {})
     listeners = static.pop("listeners", None) or []
@@ -169,15 +242,22 @@ def split_dynamic(config, resource_dir, node_id="envoyd", node_cluster="voltha")
     node.setdefault("cluster", node_cluster)
     bootstrap["node"] = node
 
-    def source(name):
-        return {"path_config_source": {"path": os.path.join(resource_dir, name),
-                                       "watched_directory": {"path": resource_dir}},
+    def source(path):
+        return {"path_config_source": {"path": path, "watched_directory": {"path": os.path.dirname(path)}},
                 "resource_api_version": "V3"}
 
-    bootstrap["dynamic_resources"] = {"lds_config": source(LDS_FILE), "cds_config": source(CDS_FILE)}
+    bootstrap["dynamic_resources"] = {"lds_config": source(os.path.join(resource_dir, LDS_FILE)),
+                                      "cds_config": source(os.path.join(resource_dir, CDS_FILE))}
     lds = {"resources": [dict({"@type": LISTENER_TYPE}, **item) for item in listeners]}
-    cds = {"resources": [dict({"@type": CLUSTER_TYPE}, **item) for item in clusters]}
-    return bootstrap, lds, cds
+    cds_resources, endpoints = [], []
+    for name, cluster, assignment in split_endpoints(clusters):
+        if assignment is not None:
+            generation = names.generation(name, cluster, assignment) if names else 0
+            service, path = eds_name(name, generation), eds_path(resource_dir, name, generation)
+            cluster = with_endpoints_from(cluster, service, source(path))
+            endpoints.append((path, dict(assignment, cluster_name=service)))
+        cds_resources.append(dict({"@type": CLUSTER_TYPE}, **cluster))
+    return bootstrap, lds, {"resources": cds_resources}, endpoints
 
 
 def dump_json(data):

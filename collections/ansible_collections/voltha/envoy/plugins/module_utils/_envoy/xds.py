@@ -31,12 +31,19 @@ except ImportError:  # said by envoyd when the xds mode is asked for without the
     _VarintBytes = None
 
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.eds import (
+    EndpointNames,
+    eds_name,
+    split_endpoints,
+    with_endpoints_from,
+)
 
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 KINDS = {CLUSTER: "cds", ENDPOINTS: "eds", LISTENER: "lds"}  # also the order a change is sent in
 ADS_CLUSTER = "envoyd-xds"
+ADS_SOURCE = {"ads": {}, "resource_api_version": "V3"}  # a resource that comes over ADS
 ENDPOINT_CACHE_MAX = 50000
 
 
@@ -71,101 +78,43 @@ def ads_bootstrap(config, socket_path, node_id="envoyd", node_cluster="voltha"):
     node.setdefault("id", node_id)
     node.setdefault("cluster", node_cluster)
     bootstrap["node"] = node
-    ads = {"ads": {}, "resource_api_version": "V3"}
     bootstrap["dynamic_resources"] = {
         "ads_config": {"api_type": "GRPC", "transport_api_version": "V3", "set_node_on_first_message_only": True,
                        "grpc_services": [{"envoy_grpc": {"cluster_name": ADS_CLUSTER}}]},
-        "cds_config": ads, "lds_config": ads}
+        "cds_config": ADS_SOURCE, "lds_config": ADS_SOURCE}
     return bootstrap
 
 
-def resources(config):
+def resources(config, names=None):
     """{type url: [(name, resource as a dict)]} of a rendered bootstrap: its listeners, its clusters,
-    and the endpoints of each static cluster (which becomes an EDS cluster over ADS)."""
+    and the endpoints of each static cluster, which becomes an EDS cluster over ADS; its endpoints go
+    under the name ``names`` (an EndpointNames) gives them, by default the cluster's own."""
     static = config.get("static_resources") or {}
     clusters, endpoints = [], []
-    for cluster in static.get("clusters") or []:
-        name = cluster.get("name")
-        if cluster.get("type", "STATIC") == "STATIC" and "load_assignment" in cluster:
-            cluster = dict(cluster)
-            assignment = dict(cluster.pop("load_assignment"), cluster_name=name)
-            cluster["type"] = "EDS"
-            cluster["eds_cluster_config"] = {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
-            # A core taken out of the assignment leaves at once, as from a rebuilt static cluster; by
-            # default Envoy keeps a removed host for as long as it passes its health checks.
-            cluster.setdefault("ignore_health_on_host_removal", True)
-            endpoints.append((name, assignment))
+    for name, cluster, assignment in split_endpoints(static.get("clusters")):
+        if assignment is not None:
+            service = eds_name(name, names.generation(name, cluster, assignment) if names else 0)
+            cluster = with_endpoints_from(cluster, service, ADS_SOURCE)
+            endpoints.append((service, dict(assignment, cluster_name=service)))
         clusters.append((name, cluster))
     listeners = [(listener.get("name"), listener) for listener in static.get("listeners") or []]
     return {CLUSTER: clusters, ENDPOINTS: endpoints, LISTENER: listeners}
 
 
 class ResourceBuilder:
-    """A rendered bootstrap -> {type url: [(name, protobuf bytes)]}, change after change.
-
-    A change of the cores changes only a cluster's endpoints, which Envoy takes without rebuilding the
-    cluster. But Envoy sends no call to a new core before its first health check passes, so endpoints
-    that share no core with the last ones would leave the cluster without a healthy host for that long.
-    Then the cluster is sent anew, with endpoints under a name of their own (CLUSTER/GENERATION: the
-    old cluster keeps its own), and Envoy warms the new cluster, endpoints and first checks, while the
-    old one serves, as it does with a cluster from a file. So is a cluster that changed itself (its
-    health-check pace, say): Envoy rebuilds it anyway, and under the old name both the old cluster and
-    the warming one would take the new endpoints and check every core twice at once.
-    """
+    """A rendered bootstrap -> {type url: [(name, protobuf bytes)]}, change after change: the endpoints
+    of a cluster under the names EndpointNames gives them (eds.py), each resource encoded once."""
 
     def __init__(self):
         self.encoder = Encoder()
-        self.hosts = {}  # cluster name -> the (address, port) of its last endpoints
-        self.clusters = {}  # cluster name -> the cluster as last built (without its endpoints)
-        self.generations = {}  # cluster name -> how many times it was sent anew
+        self.names = EndpointNames()
 
     def build(self, config):
-        found = resources(config)
-        endpoints = []
-        clusters = dict(found[CLUSTER])
-        for name, assignment in found[ENDPOINTS]:
-            hosts = _hosts(assignment)
-            before, cluster_before = self.hosts.get(name), self.clusters.get(name)
-            if (before and hosts and before.isdisjoint(hosts)) or (
-                    cluster_before is not None and cluster_before != clusters.get(name)):
-                self.generations[name] = self.generations.get(name, 0) + 1
-            self.hosts[name], self.clusters[name] = hosts, clusters.get(name)
-            endpoints.append((name, assignment))
-        found[ENDPOINTS] = []
-        for name, assignment in endpoints:
-            eds_name = _eds_name(name, self.generations.get(name))
-            found[ENDPOINTS].append((eds_name, dict(assignment, cluster_name=eds_name)))
-        found[CLUSTER] = [(name, _with_generation(cluster, self.generations.get(name)))
-                          for name, cluster in found[CLUSTER]]
+        found = resources(config, self.names)
         encoded = {type_url: [(name, self.encoder.encode(type_url, data)) for name, data in items]
                    for type_url, items in found.items()}
         self.encoder.forget_unused()
         return encoded
-
-
-def _hosts(assignment):
-    hosts = set()
-    for locality in assignment.get("endpoints") or []:
-        for lb_endpoint in locality.get("lb_endpoints") or []:
-            try:
-                address = lb_endpoint["endpoint"]["address"]["socket_address"]
-                hosts.add((address.get("address"), address.get("port_value")))
-            except (KeyError, TypeError, AttributeError):
-                continue
-    return hosts
-
-
-def _eds_name(cluster_name, generation):
-    return "%s/%d" % (cluster_name, generation) if generation else cluster_name
-
-
-def _with_generation(cluster, generation):
-    if not generation or "eds_cluster_config" not in cluster:
-        return cluster
-    cluster = dict(cluster)
-    eds_name = _eds_name(cluster["name"], generation)
-    cluster["eds_cluster_config"] = dict(cluster["eds_cluster_config"], service_name=eds_name)
-    return cluster
 
 
 class Encoder:

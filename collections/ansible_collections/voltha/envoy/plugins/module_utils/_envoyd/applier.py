@@ -16,22 +16,25 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.ads_server import Snapshot
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import (
     STATS_PATH,
-    SUBSCRIPTIONS,
     EnvoyRejected,
     NotConfirmed,
     file_version,
     parse_stats,
     wait_confirmed,
 )
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.eds import EndpointNames
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     BOOTSTRAP_FILE,
     dump_json,
     dynamic_files,
+    endpoint_files_named,
     keep_good,
+    prune_endpoint_files,
     restore_good,
     secret_files,
     sha256_text,
     static_path,
+    subscription_of,
     write_atomic,
     write_files,
 )
@@ -83,6 +86,7 @@ class ConfigApplier:
         self.settings = settings
         self.ads = ads  # the ADS server (xds mode): the config goes to Envoy as a snapshot
         self.builder = ResourceBuilder() if settings.reload == "xds" else None
+        self.endpoint_names = EndpointNames()  # the names of the endpoint files (dynamic mode)
         self.open_files = open_files  # the open-files limit Envoy inherits (None: not known)
         self.sockets_short = False  # whether the last assignment may need more sockets than that
         self.metrics = metrics
@@ -106,7 +110,7 @@ class ConfigApplier:
         # Envoy's account of the last update: state confirmed, rejected or unconfirmed, the versions
         # it serves, and its reason for a refusal (None until envoyd wrote a dynamic update).
         self.envoy_update = None
-        self.xds_rejected = {kind: 0 for kind in SUBSCRIPTIONS}  # Envoy's refusal counts, as last seen
+        self.xds_rejected = {}  # Envoy's refusal counts by subscription, as last seen
         self.warm_cds = None  # the cds version Envoy was seen warm with (xds mode)
         self.kept = []  # the files of the last write, whose last good versions keep_good() kept
         self.good = None  # (sha, cores, bootstrap) of the config in the kept files
@@ -239,8 +243,13 @@ class ConfigApplier:
             snapshot = Snapshot(self.builder.build(config))  # the resources encoded once, here
             bootstrap = ads_bootstrap(config, self.ads.socket_path if self.ads else "xds.sock")
             files = [(os.path.join(self.config_dir, BOOTSTRAP_FILE), dump_json(bootstrap))]
+        elif reload == "dynamic":
+            files = dynamic_files(self.config_dir, text, config, self.endpoint_names)
+            # The endpoint files of older clusters go; those the files in place name stay (they are
+            # what a refusal goes back to), as do the new ones.
+            prune_endpoint_files(self.config_dir, endpoint_files_named(self.config_dir) + [p for p, _t in files])
         else:
-            files = dynamic_files(self.config_dir, text, config) if reload == "dynamic" else []
+            files = []
         if self.supervisor is not None and not self._applied_failed():
             # The files as they are now are the ones to go back to; not when Envoy failed since they
             # were applied: then the good files kept before them stay.
@@ -258,8 +267,9 @@ class ConfigApplier:
             if self.supervisor is not None:
                 self.supervisor.start(static)
             return None
-        write_files(files)  # cds, lds, then the bootstrap
-        expected = {kind: file_version(file_text) for kind, (_path, file_text) in zip(SUBSCRIPTIONS, files)}
+        write_files(files)  # endpoints, cds, lds, then the bootstrap
+        expected = {subscription_of(path): file_version(file_text) for path, file_text in files
+                    if subscription_of(path)}
         return self._start_if_new(files[-1], expected if confirming else None)
 
     def _start_if_new(self, bootstrap_file, expected):
@@ -342,15 +352,16 @@ class ConfigApplier:
         return bool(self.probation and self.supervisor.failures > self.probation["failures"])
 
     def _restore_good_state(self):
-        """The kept files back in place, and what envoyd thinks is applied with them."""
-        if not restore_good(self.kept):
-            return False
+        """The kept files back in place, and what envoyd thinks is applied with them; the paths restored."""
+        restored = restore_good(self.kept)
+        if not restored:
+            return []
         self.kept = []
         if self.good is not None:
             self.applied_sha, self.applied_cores, self.applied_bootstrap = self.good
         if self.ads is not None and self.good_snapshot is not None:
             self.ads.set(self.good_snapshot)
-        return True
+        return restored
 
     def _mark_fatal(self, sha):
         self.fatal[sha] = time.monotonic()
@@ -393,8 +404,9 @@ class ConfigApplier:
 
     def restore(self):
         """After a refusal: the last good files back in place, and Envoy's word that it serves them."""
-        paths, snapshot = self.kept, self.good_snapshot
-        if not self._restore_good_state():
+        snapshot = self.good_snapshot
+        restored = self._restore_good_state()
+        if not restored:
             return "no earlier files to restore"
         if self.ads is not None and snapshot is not None:
             try:
@@ -405,12 +417,14 @@ class ConfigApplier:
             return "restored the last good config, which Envoy serves (%s)" % ", ".join(
                 "%s %s" % item for item in snapshot.kinds().items())
         versions = {}
-        for kind, path in zip(SUBSCRIPTIONS, paths[1:]):
-            with open(path, encoding="utf-8") as handle:
-                versions[kind] = file_version(handle.read(64))
+        for path in restored:  # an endpoints file new with the refused config names endpoints no one waits for
+            if subscription_of(path):
+                with open(path, encoding="utf-8") as handle:
+                    versions[subscription_of(path)] = file_version(handle.read(64))
         try:
             wait_confirmed(self._admin, versions, self.xds_rejected, self.settings.confirm_timeout_s)
         except (NotConfirmed, EnvoyRejected) as err:
             return "restored the last good files, but Envoy did not confirm them: %s" % err
         self.envoy_update["serving"] = versions
-        return "restored the last good files, which Envoy serves (cds %s, lds %s)" % (versions["cds"], versions["lds"])
+        return "restored the last good files, which Envoy serves (%s)" % ", ".join(
+            "%s %s" % item for item in versions.items())

@@ -244,7 +244,8 @@ def test_mode_change_alone_is_a_change(tmp_path):
 def test_dynamic_layout_writes_the_files_envoyd_writes(tmp_path):
     result = ok(args_for(tmp_path / "conf", layout="dynamic", mode="0640"))
     conf = str(tmp_path / "conf")
-    expected = [conf + "/envoy.json", conf + "/xds/cds.json", conf + "/xds/lds.json", conf + "/bootstrap.json"]
+    expected = [conf + "/envoy.json", conf + "/xds/eds/voltha-grpc@0.json", conf + "/xds/cds.json",
+                conf + "/xds/lds.json", conf + "/bootstrap.json"]
     assert result["files"] == expected
     cores, rendered = render_assignment(Renderer(), CORES)
     for path, text in layout_files(conf, rendered.text, rendered.config, rendered.format, "dynamic"):
@@ -264,15 +265,14 @@ def test_layout_files_static_and_dynamic(tmp_path):
     dynamic = layout_files(str(tmp_path), text, config, fmt, "dynamic")
     assert dynamic[0] == static[0]
     assert dynamic[1:] == dynamic_files(str(tmp_path), text, config)
-    bootstrap = json.loads(dynamic[3][1])
+    eds, cds, lds, bootstrap = (json.loads(text) for path, text in dynamic[1:])
     assert bootstrap["dynamic_resources"]["cds_config"]["path_config_source"]["path"] == str(tmp_path / "xds/cds.json")
-    cds, lds = json.loads(dynamic[1][1]), json.loads(dynamic[2][1])
-    assert cds["version_info"] != lds["version_info"]  # each file's version is a digest of its own resources
+    assert len({eds["version_info"], cds["version_info"], lds["version_info"]}) == 3  # each a digest of its own
     other_cores, (other_text, other_config, other_fmt) = render_assignment(
         Renderer(), dict(CORES, vcore3={"id": "core-3", "host": "10.0.1.7"}))
     other = layout_files(str(tmp_path), other_text, other_config, other_fmt, "dynamic")
-    assert other[1][1] != dynamic[1][1]  # clusters changed: cds.json changes
-    assert other[2][1] == dynamic[2][1]  # listeners did not: lds.json keeps its bytes, Envoy is not asked to reload
+    assert other[1][1] != dynamic[1][1]  # the cores changed: their endpoints file changes
+    assert other[2:] == dynamic[2:]  # clusters and listeners did not: Envoy rebuilds no cluster
     with pytest.raises(ValueError, match="layout must be one of static, dynamic"):
         layout_files(str(tmp_path), text, config, fmt, "other")
 
