@@ -79,6 +79,14 @@ def stages_of(envoyd: Envoyd, after_index: int, timeout: float = 5.0) -> dict | 
     return None
 
 
+def with_delivery(stages: dict | None, put_at: float) -> dict | None:
+    """An apply's stages with delivery: from the KV write (``put_at``, seconds since the epoch) until
+    Consul's answer reached envoyd."""
+    if stages and "received_at" in stages:
+        stages = dict(stages, delivery=max(0.0, stages["received_at"] - put_at))
+    return stages
+
+
 def propagation_under_load(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, mode: str, changes: int,
                            interval: float, rate: float) -> dict:
     """KV write -> first call answered by a newly assigned core, through envoyd's Envoy (mode "seed": the
@@ -114,13 +122,14 @@ def propagation_under_load(workdir: Path, consul: ConsulAgent, cores: CoreProces
                     except Exception:  # counted: a failed probe call is a failed call too
                         probe_failures[side] += 1
 
-            started = time.monotonic()
-            kv.put(KEY, cores.assignment(target))
+            value = cores.assignment(target)
+            started, put_at = time.monotonic(), time.time()
+            kv.put(KEY, value)
             done = timed_together({side: (lambda s=side: reached(s)) for side in clients}, started)
             for side in nbis:
                 samples[side].append(done[side])
             if mode in ("dynamic", "xds"):
-                stages.append(stages_of(envoyd, index))
+                stages.append(with_delivery(stages_of(envoyd, index), put_at))
             time.sleep(max(0.0, started + interval - time.monotonic()))
         results = {side: load.result(timeout=duration + 60) for side, load in loads.items()}
         for client in clients.values():
@@ -236,9 +245,10 @@ def scale(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, mode: str, s
                 # The count alternates, so Envoy's membership count tells this config from the last.
                 count = n - i % 2
                 index = int(kv.get(KEY)[0])
-                started = time.monotonic()
                 # Every change names hosts no earlier change named: nothing envoyd kept helps it.
-                kv.put(KEY, scale_assignment(cores, count, 1 + size_index * changes + i))
+                value = scale_assignment(cores, count, 1 + size_index * changes + i)
+                started, put_at = time.monotonic(), time.time()
+                kv.put(KEY, value)
                 done = timed_together({
                     "envoyd": lambda c=count: wait_for(lambda: serving(envoyd_stat, "voltha-grpc", c), SCALE_WAIT,
                                                        f"{c} cores in envoyd's Envoy", interval=0.002),
@@ -252,7 +262,7 @@ def scale(workdir: Path, consul: ConsulAgent, cores: CoreProcesses, mode: str, s
                     break
                 samples.append(done["envoyd"])
                 floor_samples.append(done["floor"])
-                stages.append(stages_of(envoyd, index))
+                stages.append(with_delivery(stages_of(envoyd, index), put_at))
                 time.sleep(max(0.0, started + interval - time.monotonic()))
             load = {side: item.result(timeout=duration + 120) for side, item in loads.items()}
             restarts = len(set(envoyd.envoy_pids()) - pids_before)
@@ -341,7 +351,7 @@ def floor_section(results: dict) -> list[str]:
     return lines
 
 
-STAGES = ("consul", "parse", "render", "validate", "write", "confirm")
+STAGES = ("delivery", "consul", "parse", "render", "validate", "write", "confirm")
 
 
 def stage_section(results: dict) -> list[str]:
@@ -350,10 +360,13 @@ def stage_section(results: dict) -> list[str]:
         "## Where envoyd's time goes",
         "",
         "Median milliseconds of each stage of envoyd's applies above, from its `/status` (`last_apply_stages`; "
-        "Prometheus has them as `envoyd_apply_stage_seconds`): consul (Consul's answer read and decoded), "
+        "Prometheus has them as `envoyd_apply_stage_seconds`): delivery (the bench's own count, from its KV write "
+        "until Consul's answer reached envoyd, `received_at`: Consul's time, not envoyd's), consul (Consul's "
+        "answer read and decoded), "
         "parse (the assignment checked), render (the template), validate (shape cache), write (dynamic: the "
         "files renamed into place; xds: the resources encoded and sent), confirm (dynamic: until Envoy's "
-        "cds/lds version_text are the files' and no cluster warms; xds: until Envoy ACKed each type's version, "
+        "cds, lds and endpoints version_text are the files' and no cluster warms; xds: until Envoy ACKed each "
+        "type's version, "
         "and no cluster warms when the cluster itself changed).",
         "",
         "| what | applies | " + " | ".join(STAGES) + " | sum |",

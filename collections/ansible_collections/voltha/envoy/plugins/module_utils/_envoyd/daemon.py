@@ -245,7 +245,10 @@ class Daemon:
             self.metrics.rejects.labels(reason="internal").inc()
             return
         if result.applied or result.reason == "envoy-rejected":
-            self.last_stages = dict(result.stages, consul=self.consul_seconds, index=index)
+            # received_at: when Consul's answer arrived (seconds since the epoch), for who wants to know
+            # how long Consul took to deliver a write.
+            self.last_stages = dict(result.stages, consul=self.consul_seconds, index=index,
+                                    received_at=round(time.time() - (time.monotonic() - received), 6))
         if result.applied:
             self.metrics.latency.observe(time.monotonic() - received)
             self.state = "applied"
