@@ -174,6 +174,14 @@ def leftover_holding_the_lock(agent, master: str, node: str) -> str:
         "Check": {"CheckID": f"service:{leftover}", "Name": "leftover", "ServiceID": leftover,
                   "Status": "passing"}})
     assert status == 200
+
+    def node_checked():
+        status, checks = call(f"{agent.url}/v1/health/node/{node}", token=master)
+        return status == 200 and any(check.get("CheckID") == "serfHealth" for check in checks or ())
+
+    # The leader registers the node's serfHealth check a moment after the agent starts; a session
+    # tied to it before then is refused ("Missing check 'serfHealth' registration").
+    wait_for(node_checked, 15, f"Consul's serfHealth check of node {node}")
     status, session = call(f"{agent.url}/v1/session/create", "PUT", master,
                            {"Node": node, "Checks": ["serfHealth", f"service:{leftover}"], "LockDelay": "0s"})
     assert status == 200, session

@@ -23,6 +23,7 @@ def test_command_line_to_membership_config():
     (["--check-interval", "soon"], "--check-interval must be a duration such as 250ms, 30s, 1m30s or 30 "
                                    r"\(seconds\), got 'soon'"),
     (["--consul-addr", "host:port"], "bad port"),
+    (["--check-interval", "0"], "--check-interval must be more than 0"),
 ])
 def test_bad_command_lines_are_refused(argv, message):
     base = {"--consul-addr": "127.0.0.1:8500"}

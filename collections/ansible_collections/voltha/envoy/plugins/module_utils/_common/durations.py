@@ -59,5 +59,8 @@ def go_duration(value):
 
 
 def envoy_duration(value):
-    """Seconds -> an Envoy JSON duration in fixed point, to the microsecond ("0.25s", "5s", "2000000s")."""
+    """Seconds -> an Envoy JSON duration in fixed point, to the microsecond ("0.25s", "5s", "2000000s"); a
+    duration under a microsecond is one, not zero (which turns an interval off)."""
+    if 0 < value < 0.0000005:
+        value = 0.000001
     return ("%.6f" % value).rstrip("0").rstrip(".") + "s"

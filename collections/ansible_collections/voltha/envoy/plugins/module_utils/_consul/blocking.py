@@ -154,8 +154,8 @@ class BlockingReader:
             self._connect()
             index = 0  # a new connection may reach another agent or store: read its current state first
         blocking = bool(index and index > 0)
-        if blocking and not wait:
-            wait = DEFAULT_WAIT  # said explicitly, so the read timeout is sized from it
+        if blocking and not (wait and durations.seconds(wait, "wait")):
+            wait = DEFAULT_WAIT  # said explicitly, so the read timeout is sized from it (Consul reads 0 as this)
         # The read a watch starts from: not from a store a restarted server is still rebuilding.
         consistency = "consistent" if not blocking and self.consistency == "default" else self.consistency
         target = self.url(path, params, index if blocking else 0, wait if blocking else None, consistency)

@@ -20,7 +20,8 @@ def split_endpoints(clusters):
     split = []
     for cluster in clusters or []:
         name = cluster.get("name")
-        if cluster.get("type", "STATIC") != "STATIC" or "load_assignment" not in cluster:
+        # A cluster of another type, or of a custom cluster_type (which excludes "type"), keeps its endpoints.
+        if cluster.get("type", "STATIC") != "STATIC" or "cluster_type" in cluster or "load_assignment" not in cluster:
             split.append((name, cluster, None))
             continue
         cluster = dict(cluster)
@@ -64,6 +65,13 @@ class EndpointNames:
         self.hosts = {}  # cluster name -> the (address, port) of its last endpoints
         self.clusters = {}  # cluster name -> the cluster as last seen (without its endpoints)
         self.generations = {}  # cluster name -> how many times it was sent anew
+
+    def state(self):
+        """What restore() takes back to (after a refused config, the names go back with the files)."""
+        return dict(self.hosts), dict(self.clusters), dict(self.generations)
+
+    def restore(self, state):
+        self.hosts, self.clusters, self.generations = (dict(part) for part in state)
 
     def generation(self, cluster_name, cluster, assignment):
         """The generation of the endpoints of ``cluster`` this time (0: the cluster's own name)."""

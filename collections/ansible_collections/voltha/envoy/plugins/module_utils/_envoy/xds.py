@@ -245,7 +245,7 @@ def _endpoint_key(data):
     except (KeyError, TypeError):
         return None
     if (isinstance(host, str) and isinstance(hostname, str) and isinstance(port, int) and not isinstance(port, bool)
-            and 0 <= port < 2 ** 32):
+            and 0 < port < 2 ** 32):  # port 0 is written (a oneof): json_format's path
         return host, port, hostname
     return None
 

@@ -86,7 +86,8 @@ class ConfigApplier:
         self.settings = settings
         self.ads = ads  # the ADS server (xds mode): the config goes to Envoy as a snapshot
         self.builder = ResourceBuilder() if settings.reload == "xds" else None
-        self.endpoint_names = EndpointNames()  # the names of the endpoint files (dynamic mode)
+        # The names each cluster's endpoints go under (eds.py), in the dynamic and the xds mode.
+        self.endpoint_names = self.builder.names if self.builder else EndpointNames()
         self.open_files = open_files  # the open-files limit Envoy inherits (None: not known)
         self.sockets_short = False  # whether the last assignment may need more sockets than that
         self.metrics = metrics
@@ -115,6 +116,7 @@ class ConfigApplier:
         self.kept = []  # the files of the last write, whose last good versions keep_good() kept
         self.good = None  # (sha, cores, bootstrap) of the config in the kept files
         self.good_snapshot = None  # and the snapshot that goes with them (xds mode)
+        self.good_names = None  # and the endpoint names as they were then
         self.probation = None  # the config applied last, until Envoy has lived PROBATION_S with it
         self.fatal = {}  # sha256 -> when a config made Envoy die (monotonic), FATAL_KEPT at most
 
@@ -238,7 +240,7 @@ class ConfigApplier:
         static = static_path(self.config_dir, fmt)
         reload = self.settings.reload
         confirming = (reload != "hot-restart" and self.supervisor is not None and self.settings.confirm_timeout_s > 0)
-        snapshot = None
+        snapshot, names_before = None, self.endpoint_names.state()
         if reload == "xds":
             snapshot = Snapshot(self.builder.build(config))  # the resources encoded once, here
             bootstrap = ads_bootstrap(config, self.ads.socket_path if self.ads else "xds.sock")
@@ -257,6 +259,7 @@ class ConfigApplier:
             keep_good(self.kept)
             self.good = (self.applied_sha, self.applied_cores, self.applied_bootstrap)
             self.good_snapshot = self.ads.snapshot if self.ads else None
+            self.good_names = names_before
         write_atomic(static, text)
         if snapshot is not None:
             write_files(files)
@@ -361,6 +364,8 @@ class ConfigApplier:
             self.applied_sha, self.applied_cores, self.applied_bootstrap = self.good
         if self.ads is not None and self.good_snapshot is not None:
             self.ads.set(self.good_snapshot)
+        if self.good_names is not None:
+            self.endpoint_names.restore(self.good_names)  # the next change is compared with what serves
         return restored
 
     def _mark_fatal(self, sha):
@@ -417,8 +422,10 @@ class ConfigApplier:
             return "restored the last good config, which Envoy serves (%s)" % ", ".join(
                 "%s %s" % item for item in snapshot.kinds().items())
         versions = {}
-        for path in restored:  # an endpoints file new with the refused config names endpoints no one waits for
-            if subscription_of(path):
+        named = set(endpoint_files_named(self.config_dir))
+        for path in restored:
+            # Endpoint files the restored clusters do not name (left by the refused config) are not read.
+            if subscription_of(path) and (path in named or not subscription_of(path).startswith("eds ")):
                 with open(path, encoding="utf-8") as handle:
                     versions[subscription_of(path)] = file_version(handle.read(64))
         try:

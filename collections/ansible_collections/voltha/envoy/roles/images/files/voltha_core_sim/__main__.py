@@ -95,11 +95,14 @@ def membership_config(args, port: int):
     if advertise in WILDCARDS:
         raise ValueError(f"--host {args.host!r} listens on every address: give --advertise-host, the address "
                          "Consul and Envoy reach this core at")
-    # As Consul takes them (Go durations), whatever form they were given in.
+    # As Consul takes them (Go durations), whatever form they were given in; --consul-wait 0 is Consul's default.
     check_interval, deregister_after, consul_wait = (
         durations.go_duration(durations.seconds(value, what))
         for value, what in ((args.check_interval, "--check-interval"), (args.deregister_after, "--deregister-after"),
                             (args.consul_wait, "--consul-wait")))
+    for value, what in ((check_interval, "--check-interval"), (deregister_after, "--deregister-after")):
+        if value == "0s":
+            raise ValueError(f"{what} must be more than 0")
     kwargs = settings_from_environment()
     scheme, host, consul_port = split_address(args.consul_addr)
     kwargs.update(host=host, port=consul_port, timeout=5.0)

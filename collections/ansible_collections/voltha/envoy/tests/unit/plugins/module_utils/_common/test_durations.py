@@ -49,3 +49,8 @@ def test_written_for_consul_and_for_envoy(value, consul, envoy):
     assert go_duration(value) == consul
     assert envoy_duration(value) == envoy
     assert seconds(consul) == pytest.approx(round(value, 3))
+
+
+@pytest.mark.parametrize("value", ["400ns", "0.0000004s", 1e-9])
+def test_a_duration_under_a_microsecond_is_one_for_envoy_not_zero(value):
+    assert envoy_duration(seconds(value)) == "0.000001s"  # zero would turn a health check off

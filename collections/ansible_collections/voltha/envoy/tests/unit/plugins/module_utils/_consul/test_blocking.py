@@ -89,6 +89,16 @@ def test_the_first_request_on_a_new_connection_does_not_block(consul):
     assert reader.connections == 1
 
 
+def test_a_zero_wait_is_consuls_default_said_out_loud(consul):
+    """Consul reads wait=0s as its five-minute default: the read timeout must be sized for that."""
+    consul.script = [answer(3, []), answer(4, []), answer(5, []), answer(6, [])]
+    reader = reader_for(consul)
+    reader.get("/v1/kv/a", (), index=1)
+    for wait in ("0s", 0, None):
+        reader.get("/v1/kv/a", (), index=3, wait=wait)
+    assert [path for path, _port, _headers in consul.seen][1:] == ["/v1/kv/a?index=3&wait=300s"] * 3
+
+
 def test_a_closed_connection_means_a_new_one_and_no_blocking(consul):
     consul.script = [answer(7, [], Connection="close"), answer(2, [])]
     reader = reader_for(consul)

@@ -85,6 +85,7 @@ def test_endpoints_written_field_by_field_are_the_bytes_protobuf_writes(host, po
     {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}}, "hostname": "c",
      "health_check_config": {"port_value": 81}},
     {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}}},
+    {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 0}}, "hostname": "c"},
 ])
 def test_endpoints_of_another_shape_go_through_json_format(odd):
     assignment = {"cluster_name": "c", "endpoints": [{"lb_endpoints": [{"endpoint": odd}]}]}
