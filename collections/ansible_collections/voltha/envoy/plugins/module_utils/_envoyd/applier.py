@@ -59,6 +59,17 @@ FATAL_FOR_S = 600.0
 FATAL_KEPT = 16
 
 
+def versions_of(files):
+    """{subscription: version} of the (path, text) of files of the dynamic layout (a text may be the
+    file's head only); the bootstrap and the static file are read by no subscription."""
+    versions = {}
+    for path, text in files:
+        kind = subscription_of(path)
+        if kind:
+            versions[kind] = file_version(text)
+    return versions
+
+
 class ApplyResult:
     def __init__(self, applied, reason=None, detail=None, stages=None):
         self.applied, self.reason, self.detail = applied, reason, detail
@@ -271,8 +282,7 @@ class ConfigApplier:
                 self.supervisor.start(static)
             return None
         write_files(files)  # endpoints, cds, lds, then the bootstrap
-        expected = {subscription_of(path): file_version(file_text) for path, file_text in files
-                    if subscription_of(path)}
+        expected = versions_of(files)
         return self._start_if_new(files[-1], expected if confirming else None)
 
     def _start_if_new(self, bootstrap_file, expected):
@@ -421,13 +431,14 @@ class ConfigApplier:
             self.envoy_update["serving"] = snapshot.kinds()
             return "restored the last good config, which Envoy serves (%s)" % ", ".join(
                 "%s %s" % item for item in snapshot.kinds().items())
-        versions = {}
         named = set(endpoint_files_named(self.config_dir))
+        heads = []
         for path in restored:
             # Endpoint files the restored clusters do not name (left by the refused config) are not read.
-            if subscription_of(path) and (path in named or not subscription_of(path).startswith("eds ")):
+            if path in named or not (subscription_of(path) or "").startswith("eds "):
                 with open(path, encoding="utf-8") as handle:
-                    versions[subscription_of(path)] = file_version(handle.read(64))
+                    heads.append((path, handle.read(64)))
+        versions = versions_of(heads)
         try:
             wait_confirmed(self._admin, versions, self.xds_rejected, self.settings.confirm_timeout_s)
         except (NotConfirmed, EnvoyRejected) as err:
