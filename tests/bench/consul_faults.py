@@ -66,6 +66,14 @@ def run(workdir: Path, rounds: int) -> dict:
         log(f"consul faults: {name}")
         with Rig(workdir / f"faults-{name}") as rig:
             results.append(scenario(rig))
+    log("consul faults: leader-cut")
+    cuts = [consul_faults.FaultResult("")]
+    for number in range(max(3, rounds // 3)):  # a cluster each: the watched follower may be the next leader
+        with Rig(workdir / f"faults-leader-cut-{number}") as rig:
+            cuts.append(consul_faults.leader_cut(rig))
+    cuts[0].fault = cuts[1].fault
+    cuts[0].rounds = [one for cut in cuts[1:] for one in cut.rounds]
+    results.append(cuts[0])
     log("consul faults: reference watch loop after a lost store")
     reference = reference_after_lost_store(workdir / "faults-reference")
     return {"rounds": rounds, "results": results, "reference": reference}

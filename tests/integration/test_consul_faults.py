@@ -1,6 +1,7 @@
 """Consul's faults on the real parts: envoyd with its Envoy and simulated cores, under load from
 eight clients, while Consul restarts with its store lost or kept, hangs longer than a blocking
-query's wait, loses its Raft leader, or comes back with its data after every core was replaced.
+query's wait, loses its Raft leader (killed, or its host cut off the network), or comes back with its
+data after every core was replaced.
 
 Each round asserts that Envoy serves the new assignment long before the blocking query's wait (60 s)
 would have run out, that no call failed, and that the cores, on their own keys in the same Consul,
@@ -50,6 +51,12 @@ def test_consul_hung_longer_than_the_wait(rig):
 @pytest.mark.parametrize("consistency", ["default", "stale"])
 def test_cluster_loses_its_leader(rig, consistency):
     assert_rounds(consul_faults.leader_lost(rig, consistency, rounds=3))
+
+
+def test_the_leaders_host_cut_off_the_network(rig):
+    """No reset reaches anyone: the follower envoyd asks holds its forwarded blocking read on the lost
+    leader for about 40 s. envoyd sees the leader change and reads again from the new one."""
+    assert_rounds(consul_faults.leader_cut(rig))
 
 
 def test_cores_replaced_at_new_and_reused_addresses_while_consul_was_away(rig):

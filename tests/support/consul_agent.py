@@ -15,11 +15,14 @@ from .processes import ManagedProcess, free_port
 class ConsulAgent:
     """One agent. ``mode`` is ``dev``, ``server`` (with ``bootstrap_expect`` servers and a data
     directory) or ``client`` (a data directory, no Raft). ``join`` lists the serf LAN addresses of
-    agents to join. The ports stay the same across stop() and start(), as a restarted agent's do."""
+    agents to join. The ports stay the same across stop() and start(), as a restarted agent's do.
+    ``host`` (a netns.LinkedNamespace) runs it in that namespace, on its address."""
 
     def __init__(self, workdir: Path, http_port: int | None = None, extra_config: dict | None = None,
-                 mode: str = "dev", bootstrap_expect: int = 1, join: tuple[str, ...] = ()):
+                 mode: str = "dev", bootstrap_expect: int = 1, join: tuple[str, ...] = (), host=None):
         self.workdir = workdir
+        self.host = host
+        self.ip = host.address if host is not None else "127.0.0.1"
         workdir.mkdir(parents=True, exist_ok=True)
         self.mode = mode
         self.http_port = http_port or free_port()
@@ -44,15 +47,15 @@ class ConsulAgent:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
+        return f"{self.ip}:{self.http_port}"
 
     @property
     def serf_address(self) -> str:
-        return f"127.0.0.1:{self.serf_port}"
+        return f"{self.ip}:{self.serf_port}"
 
     @property
     def raft_address(self) -> str:
-        return f"127.0.0.1:{self.server_port}"
+        return f"{self.ip}:{self.server_port}"
 
     @property
     def url(self) -> str:
@@ -72,10 +75,12 @@ class ConsulAgent:
     def launch(self) -> ConsulAgent:
         """Start the process and return at once (a test that times Consul's return starts it so)."""
         self.config_file.write_text(json.dumps(self.config))
-        argv = [consul_binary(), "agent", "-bind", "127.0.0.1", "-client", "127.0.0.1", "-node", self.node,
+        argv = [consul_binary(), "agent", "-bind", self.ip, "-client", self.ip, "-node", self.node,
                 "-config-file", str(self.config_file)]
         if self.mode == "dev":
             argv.insert(2, "-dev")
+        if self.host is not None:
+            argv = self.host.wrap(argv)
         self.process = ManagedProcess("consul", argv, self.workdir / "consul.log")
         return self
 
@@ -104,4 +109,4 @@ class ConsulAgent:
 
     def client(self):
         import consul  # py-consul
-        return consul.Consul(host="127.0.0.1", port=self.http_port)
+        return consul.Consul(host=self.ip, port=self.http_port)

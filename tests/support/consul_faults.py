@@ -28,6 +28,7 @@ from voltha_core_sim.nbi_client import core_of
 from .assignments import assignment_of
 from .consul_agent import ConsulAgent
 from .envoyd_runner import Envoyd
+from .netns import BridgedHosts
 from .processes import wait_for
 from .sim_cores import Core, assigned, leader_instance
 
@@ -219,14 +220,23 @@ class Rig:
 
     def cluster(self, servers: int = 3) -> tuple[list[ConsulAgent], ConsulAgent]:
         """Three servers (Raft) and one client agent joined to them."""
-        agents = [self._keep(ConsulAgent(self.workdir / f"server-{n}", mode="server", bootstrap_expect=servers))
-                  for n in range(servers)]
+        agents = self._servers(servers, [None] * servers)
+        return agents, self.consul("client", mode="client", join=tuple(agent.serf_address for agent in agents))
+
+    def hosted_cluster(self, servers: int = 3) -> list[ConsulAgent]:
+        """Three servers, each on a host of its own (netns.BridgedHosts), reached from here."""
+        return self._servers(servers, self._keep(BridgedHosts(servers)).up().hosts)
+
+    def _servers(self, count: int, hosts: list) -> list[ConsulAgent]:
+        agents = [self._keep(ConsulAgent(self.workdir / f"server-{n}", mode="server", bootstrap_expect=count,
+                                         host=host)) for n, host in enumerate(hosts)]
         joined = [agent.serf_address for agent in agents]
         for agent in agents:
             agent.config["retry_join"] = joined
             agent.launch()
-        wait_for(lambda: all(agent.has_leader() for agent in agents), 60, "three servers with a leader")
-        return agents, self.consul("client", mode="client", join=tuple(joined))
+        wait_for(lambda: len({agent.leader() for agent in agents} - {None}) == 1 and all(
+            agent.has_leader() for agent in agents), 60, f"{count} servers agreeing on a leader")
+        return agents
 
     def servers(self, count: int = 2) -> list:
         from voltha_core_sim.server import CoreServer
@@ -358,6 +368,25 @@ def leader_lost(rig: Rig, consistency: str, rounds: int) -> FaultResult:
 
     return run_rounds(f"3-server cluster lost its leader ({consistency} reads)", rounds, kill_leader, load,
                       lambda: [client_agent.url], KEY, servers, cores_check=cores_whole(client_agent, rig.keys, sim))
+
+
+def leader_cut(rig: Rig) -> FaultResult:
+    """Three servers on hosts of their own; envoyd asks a follower, which forwards its blocking read
+    to the leader. The leader's host is cut off the network (no reset: it just goes silent), another
+    server is elected, and the new assignment is written to it while envoyd's read is still parked on
+    the lost leader."""
+    agents = rig.hosted_cluster()
+    leader = agents[0].leader()
+    watched = next(agent for agent in agents if agent.raft_address != leader)
+    victim = next(agent for agent in agents if agent.raft_address == leader)
+    servers = rig.servers()
+    watched.client().kv.put(KEY, assignment_of(servers[0]))
+    load = rig.load(rig.envoyd(watched))
+    load.expect(servers[0].core_id)
+    if load.first_answer(30) is None:
+        raise TimeoutError("envoyd's Envoy never served the first assignment")
+    return run_rounds("the leader's host cut off (3 servers on hosts of their own)", 1, victim.host.cut, load,
+                      lambda: [agent.url for agent in agents if agent is not victim], KEY, servers)
 
 
 def registered(agent: ConsulAgent, keys: dict) -> set[str]:

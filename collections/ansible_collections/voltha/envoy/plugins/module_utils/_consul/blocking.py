@@ -12,6 +12,15 @@ A watch has to know what a general client hides:
 - A read timeout per request, the wait plus Consul's jitter (wait/16) plus a margin, so an agent
   that holds the socket open and never answers is noticed.
 - TCP keepalive, so a peer gone from the network is noticed within seconds, even in a long wait.
+- Consul's leader, looked at once a second while a read blocks (``/v1/status/leader``, which a server
+  answers from its own Raft state): an agent forwards a blocking read to the leader, and when the
+  leader's host drops off the network (no reset, the socket stays open) the read stays parked there
+  long after another server was elected and took new writes, until the agent's own connection to the
+  lost leader times out (about 40 s). A read whose leader changed, or went, is given up at the next
+  look and the watch reads again from the new leader. ``stale`` reads are not forwarded to the leader
+  by a server agent, so they are not looked after. What the first look said is what later looks are
+  compared with: a read that started while the agent could not say (a client agent whose server is the
+  one lost) is bounded only by its read timeout.
 - A read that does not block (the first on a connection, or after an error or an index that went
   back) is the one a watch starts again from, so in the default mode it is made ``consistent``: a
   Consul server that restarted with its data elects itself leader and answers default reads while
@@ -28,7 +37,7 @@ import base64
 import collections
 import http.client
 import json
-import select
+import selectors
 import socket
 import ssl
 import time
@@ -41,6 +50,10 @@ CONSISTENCY_MODES = ("default", "stale", "consistent")
 DEFAULT_WAIT = "5m"  # Consul's own when a blocking query names none
 DEFAULT_MARGIN = 5.0  # seconds on top of the wait (and the whole budget of a request that does not block)
 KEEPALIVE = (1, 1, 3)  # idle seconds, interval seconds, probes: a silent peer is dropped after ~4 s
+LEADER_CHECK = 1.0  # seconds between looks at Consul's leader while a read blocks (0: never look)
+LEADER_LOOK_TIMEOUT = 2.0  # seconds one look may take at most (and never longer than leader_check)
+# A kept connection the agent closed while it sat idle: worth one more try on a new one.
+_CLOSED = (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError, ConnectionResetError)
 
 # index: X-Consul-Index. value: the decoded answer (None on 404). known_leader: X-Consul-KnownLeader.
 # blocked: whether the request was a blocking one (False for the first one on a new connection,
@@ -54,6 +67,15 @@ class ConsulHTTPError(VolthaEnvoyError):
     def __init__(self, status, reason, path):
         self.status = status
         super().__init__("consul answered %s %s for %s" % (status, reason.strip() or "(no text)", path))
+
+
+class LeaderChanged(VolthaEnvoyError):
+    """Consul's leader changed (or was lost) while a blocking read waited on the old one."""
+
+    def __init__(self, before, after):
+        self.before, self.after = before, after
+        super().__init__("consul's leader changed from %s to %s while a blocking read waited; reading again"
+                         % (before or "none", after or "none"))
 
 
 def check_consistency(mode):
@@ -90,20 +112,29 @@ class BlockingReader:
 
     ``margin`` bounds connecting and every request that does not block, and is added to the wait
     of those that do; by default the settings' timeout, else DEFAULT_MARGIN.
+
+    ``leader_check``: seconds between looks at Consul's leader (on a second connection) while a read
+    blocks; a read whose leader changed raises LeaderChanged. 0 never looks.
     """
 
-    def __init__(self, settings, consistency=None, margin=None, keepalive=KEEPALIVE):
+    def __init__(self, settings, consistency=None, margin=None, keepalive=KEEPALIVE, leader_check=LEADER_CHECK):
         self.settings = settings
         self.consistency = check_consistency(consistency or getattr(settings, "consistency", None) or "default")
         self.margin = float(margin if margin is not None else (settings.timeout or DEFAULT_MARGIN))
         self.keepalive = keepalive
+        self.leader_check = float(leader_check or 0.0)
         self.connections = 0  # how many connections were opened (a new one may reach a new agent)
         self._conn = None
+        self._look_conn = None  # the leader's looks go on a connection of their own
+        self._leader = None  # the leader's address at the last look ('' for none), and when
+        self._leader_at = None
 
     def close(self):
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for name in ("_conn", "_look_conn"):
+            conn = getattr(self, name)
+            if conn is not None:
+                conn.close()
+                setattr(self, name, None)
 
     def _connected(self):
         """Whether the kept connection can carry another request: open, and no EOF waiting on it."""
@@ -111,19 +142,16 @@ class BlockingReader:
         if sock is None:
             return False
         try:
-            readable, dummy, dummy = select.select([sock], [], [], 0)
+            return not _readable(sock, 0)  # an idle connection that is readable was closed by the agent
         except (OSError, ValueError):
             return False
-        return not readable  # an idle connection that is readable was closed by the agent
 
-    def _connect(self):
-        self.close()
+    def _open(self, timeout):
         host, port = self.settings.host, self.settings.port
         if self.settings.scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=self.margin,
-                                               context=_ssl_context(self.settings))
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_ssl_context(self.settings))
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=self.margin)
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
             conn.connect()
             if self.keepalive:
@@ -131,8 +159,71 @@ class BlockingReader:
         except Exception:
             conn.close()
             raise
-        self._conn = conn
+        return conn
+
+    def _connect(self):
+        self.close()
+        self._conn = self._open(self.margin)
         self.connections += 1
+
+    def _headers(self):
+        headers = {"Accept": "application/json"}
+        if self.settings.token:
+            headers["X-Consul-Token"] = self.settings.token
+        return headers
+
+    def look_at_leader(self):
+        """The leader's address as the agent knows it ('' for none), or None when it did not say."""
+        path = "/v1/status/leader"
+        if self.settings.datacenter:
+            path += "?" + urllib.parse.urlencode([("dc", self.settings.datacenter)])
+        leader = None
+        for _dummy in range(2):  # a kept connection the agent has closed since is tried once more on a new one
+            fresh = self._look_conn is None
+            try:
+                if fresh:
+                    self._look_conn = self._open(min(self.margin, LEADER_LOOK_TIMEOUT, self.leader_check))
+                self._look_conn.request("GET", path, headers=self._headers())
+                response = self._look_conn.getresponse()
+                body = response.read()
+                if response.will_close:
+                    self._look_conn.close()
+                    self._look_conn = None
+                leader = json.loads(body.decode("utf-8")) if response.status == 200 else None
+                break
+            except Exception as error:  # a look that fails says nothing: the read's own budget still bounds it
+                if self._look_conn is not None:
+                    self._look_conn.close()
+                    self._look_conn = None
+                if fresh or not isinstance(error, _CLOSED):
+                    return None
+        if leader is None or not isinstance(leader, str):
+            return None
+        self._leader, self._leader_at = leader, time.monotonic()
+        return leader
+
+    def _leader_now(self):
+        """The leader, from a look at most ``leader_check`` old (a new look otherwise)."""
+        if self._leader_at is not None and time.monotonic() - self._leader_at < self.leader_check:
+            return self._leader
+        return self.look_at_leader()
+
+    def _await_answer(self, leader, deadline):
+        """Wait for the first bytes of the answer until ``deadline``, looking at the leader meanwhile."""
+        sock = self._conn.sock
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return  # the read itself times out
+            if _readable(sock, min(self.leader_check, remaining)):
+                return
+            now = self.look_at_leader()
+            if now is None:
+                continue  # the agent did not say: keep waiting within the budget
+            if leader is None:
+                leader = now
+            elif now != leader:
+                raise LeaderChanged(leader, now)
 
     def url(self, path, params=(), index=0, wait=None, consistency=None):
         consistency = consistency or self.consistency
@@ -160,12 +251,15 @@ class BlockingReader:
         consistency = "consistent" if not blocking and self.consistency == "default" else self.consistency
         target = self.url(path, params, index if blocking else 0, wait if blocking else None, consistency)
         budget = self.margin + (durations.seconds(wait, "wait") * 17.0 / 16.0 if blocking else 0.0)
-        headers = {"Accept": "application/json"}
-        if self.settings.token:
-            headers["X-Consul-Token"] = self.settings.token
+        looking = blocking and self.leader_check > 0 and self.consistency != "stale"
+        leader = self._leader_now() if looking else None
         try:
+            deadline = time.monotonic() + budget
             self._conn.sock.settimeout(budget)
-            self._conn.request("GET", target, headers=headers)
+            self._conn.request("GET", target, headers=self._headers())
+            if looking:
+                self._await_answer(leader, deadline)
+                self._conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
             response = self._conn.getresponse()
             self.answered_at = time.monotonic()  # the answer's headers are in: where a change reaches us
             body = response.read()
@@ -186,6 +280,13 @@ class BlockingReader:
             new_index = 0
         known_leader = (response.getheader("X-Consul-KnownLeader") or "true").lower() != "false"
         return Reading(new_index, value, known_leader, blocking)
+
+
+def _readable(sock, timeout):
+    """Whether ``sock`` has something to read (or was closed) within ``timeout`` seconds."""
+    with selectors.DefaultSelector() as selector:  # select.select fails on descriptors over 1023
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(timeout))
 
 
 def kv_value(entries):

@@ -11,6 +11,8 @@
 - Requests are at least ``min_interval`` apart; errors back off exponentially with full jitter,
   capped at ``backoff_max`` (half a second by default: Consul answering again is noticed at once).
 - Only changes of the value are reported: a new index with the same bytes is not a change.
+- A blocking read given up because Consul's leader changed (blocking.LeaderChanged) is no failure:
+  the next request reads the new leader's state at once, with no back-off and nothing counted.
 
 Used by envoyd's daemon, the envoy_config module and the core simulator's watchers.
 """
@@ -19,7 +21,7 @@ import random
 import threading
 import time
 
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import Reading, kv_reading
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import LeaderChanged, Reading, kv_reading
 
 MISSING = None  # the value reported for a key that does not exist
 
@@ -42,15 +44,18 @@ class KeyWatcher:
     ``on_change(value, index)`` is called for the first answer and for every change of value;
     ``on_error(error, delay)`` for every failed request (and for an answer without a known leader,
     with a NoKnownLeader), before backing off for ``delay`` seconds; ``on_recover(failures)`` for
-    the first good answer after those.
+    the first good answer after those; ``on_leader_change(error)`` for a read given up because
+    Consul's leader changed (a LeaderChanged), before reading again at once.
     """
 
     def __init__(self, fetch, on_change, on_error=None, on_recover=None, wait="60s", min_interval=0.0,
-                 backoff_base=0.05, backoff_max=0.5, stop_event=None, clock=time.monotonic, rand=random.random):
+                 backoff_base=0.05, backoff_max=0.5, stop_event=None, clock=time.monotonic, rand=random.random,
+                 on_leader_change=None):
         self.fetch = fetch
         self.on_change = on_change
         self.on_error = on_error or (lambda error, delay: None)
         self.on_recover = on_recover or (lambda failures: None)
+        self.on_leader_change = on_leader_change or (lambda error: None)
         self.wait = wait
         self.min_interval = min_interval
         self.backoff_base = backoff_base
@@ -88,6 +93,10 @@ class KeyWatcher:
         started = self.clock()
         try:
             reading = as_reading(self.fetch(self.index, self.wait))
+        except LeaderChanged as error:
+            self.index = 0  # read the new leader's state now
+            self.on_leader_change(error)
+            return 0.0
         except Exception as error:  # any failure of the request: the daemon must outlive it
             return self._failed(error)
         self.index = self.next_index(reading.index, reading.blocked)

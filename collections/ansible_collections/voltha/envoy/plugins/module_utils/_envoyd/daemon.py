@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader, ConsulHTTPError
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, NoKnownLeader, kv_fetcher
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.ads_server import AdsServer
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
@@ -179,11 +179,19 @@ class Daemon:
     def _on_consul_error(self, error, delay):
         self.metrics.consul_errors.inc()
         leaderless = isinstance(error, NoKnownLeader)
+        if leaderless:
+            what = "has no known leader"
+        elif isinstance(error, ConsulHTTPError):
+            what = "refused the request" if 400 <= error.status < 500 else "failed the request"
+        else:
+            what = "unreachable"
         self._set_state("consul-no-leader" if leaderless else "consul-error",
                         "consul %s %s (%s: %s); trying again, Envoy keeps the last good config"
-                        % (self.settings.consul.address, "has no known leader" if leaderless else "unreachable",
-                           type(error).__name__, error))
+                        % (self.settings.consul.address, what, type(error).__name__, error))
         LOG.debug("consul error, next try in %.2fs", delay)
+
+    def _on_consul_leader_change(self, error):
+        LOG.info("consul %s: %s", self.settings.consul.address, error)
 
     def _on_consul_recover(self, failures):
         LOG.info("consul %s answers again after %d failed requests", self.settings.consul.address, failures)
@@ -306,7 +314,8 @@ class Daemon:
             LOG.info("status on http://%s/healthz and /metrics", self.status.address)
         watcher = KeyWatcher(self.consul_fetch(), self._on_change, self._on_consul_error, self._on_consul_recover,
                              wait=self.settings.consul_wait_s, min_interval=self.settings.min_interval_s,
-                             backoff_max=self.settings.consul_retry_max_s, stop_event=self.stop_event)
+                             backoff_max=self.settings.consul_retry_max_s, stop_event=self.stop_event,
+                             on_leader_change=self._on_consul_leader_change)
         thread = threading.Thread(target=watcher.run, name="consul-watch", daemon=True)
         thread.start()
         LOG.info("watching %s on consul %s (reload: %s)", self.settings.assignment_key,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import Reading
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import LeaderChanged, Reading
 
 LEADER, FOLLOWER, FREE = "leader", "follower", "free"
 DEFAULT_LOCK_KEY = "service/voltha/leader"
@@ -101,6 +101,8 @@ class LeaderElection:
     def poll(self, index, wait):
         try:
             return self._poll(index, wait)
+        except LeaderChanged:
+            raise  # Consul's leader moved while the lock was watched: the lock, and our role, did not
         except Exception:
             self.role = FOLLOWER  # no answer from Consul: not the leader as far as we can tell
             raise

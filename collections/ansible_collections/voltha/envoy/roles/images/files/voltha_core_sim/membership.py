@@ -38,7 +38,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
     parse_assignment,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.store import AssignmentStore, pretty
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader, LeaderChanged
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection import ConsulSettings
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, kv_fetcher
 
@@ -136,8 +136,12 @@ class CoreMembership:
             self.states.report(topic, "ok", f"Consul answers again after {failures} failed request(s)")
             self.dirty.set()
 
+        def on_leader_change(error):
+            self.log.info("%s: %s", topic, error)
+
         return KeyWatcher(fetch, on_change, on_error, on_recover, wait=self.config.wait,
-                          backoff_max=self.config.backoff_max, stop_event=self.stop_event)
+                          backoff_max=self.config.backoff_max, stop_event=self.stop_event,
+                          on_leader_change=on_leader_change)
 
     def _election_fetch(self, index, wait):
         reading = self.election.poll(index, wait)
@@ -150,6 +154,8 @@ class CoreMembership:
     def _health_fetch(self, index, wait):
         try:
             reading = self._health_reader.get(f"/v1/health/service/{self.config.service_name}", (), index, wait)
+        except LeaderChanged:
+            raise  # the same committed state, from the new leader: what passed still passes
         except Exception:
             # What passed before Consul failed (restarted, lost its store) may not pass now: the leader
             # writes nothing until a fresh answer says which cores pass.

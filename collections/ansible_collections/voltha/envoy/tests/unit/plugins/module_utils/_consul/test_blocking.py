@@ -5,12 +5,14 @@ import http.server
 import json
 import socket
 import threading
+import time
 
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import (
     BlockingReader,
     ConsulHTTPError,
+    LeaderChanged,
     kv_reading,
     kv_value,
 )
@@ -18,7 +20,8 @@ from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection im
 
 
 class ScriptedConsul(http.server.ThreadingHTTPServer):
-    """Answers each GET with the next scripted (status, headers, body); records path and connection."""
+    """Answers each GET with the next scripted (status, headers, body[, seconds to wait first]); records
+    path and connection. /v1/status/leader answers ``leader`` (a 500 when None), recorded in ``looks``."""
 
     daemon_threads = True
 
@@ -26,6 +29,8 @@ class ScriptedConsul(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.script = []
         self.seen = []  # (path with query, client port: one per connection, headers)
+        self.leader = "10.0.0.1:8300"
+        self.looks = []  # (path, client port)
 
     @property
     def port(self):
@@ -39,11 +44,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):  # noqa: N802 (http.server's name)
+        if self.path.startswith("/v1/status/leader"):
+            self.server.looks.append((self.path, self.client_address[1]))
+            leader = self.server.leader
+            self._send(200 if leader is not None else 500, {}, leader if leader is not None else b"no agent")
+            return
         self.server.seen.append((self.path, self.client_address[1], dict(self.headers)))
-        status, headers, body = self.server.script.pop(0)
+        status, headers, body, *delay = self.server.script.pop(0)
         if status is None:  # never answer
             threading.Event().wait(5)
             return
+        if delay:
+            threading.Event().wait(delay[0])
+        self._send(status, headers, body)
+
+    def _send(self, status, headers, body):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         for name, value in headers.items():
@@ -67,7 +82,8 @@ def consul():
 
 def reader_for(consul, **kwargs):
     timeout = kwargs.pop("timeout", 2.0)
-    return BlockingReader(ConsulSettings(port=consul.port, timeout=timeout, **kwargs))
+    leader_check = kwargs.pop("leader_check", 1.0)
+    return BlockingReader(ConsulSettings(port=consul.port, timeout=timeout, **kwargs), leader_check=leader_check)
 
 
 def answer(index, body, known_leader="true", **headers):
@@ -150,6 +166,68 @@ def test_an_agent_that_never_answers_is_noticed(consul):
     with pytest.raises((socket.timeout, TimeoutError)):
         reader.get("/v1/kv/a", (), 0)
     assert reader._conn is None  # the next request starts on a new connection
+
+
+def blocked_on(consul, reader):
+    """Read once (not blocking), then start a blocking read on another thread: (thread, outcome)."""
+    reader.get("/v1/kv/a", (), 0)
+    outcome = {}
+
+    def read():
+        try:
+            outcome["reading"] = reader.get("/v1/kv/a", (), index=3, wait="30s")
+        except Exception as error:
+            outcome["error"] = error
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not within %ss" % timeout
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("new_leader", ["10.0.0.2:8300", ""], ids=["another", "none"])
+def test_a_blocking_read_whose_leader_changed_is_given_up(consul, new_leader):
+    """An agent forwards a blocking read to the leader; a leader lost off the network holds it for
+    about 40 s after another took over. The reader looks at the leader while it waits and gives up."""
+    consul.script = [answer(3, []), (None, {}, b""), answer(4, [])]
+    reader = reader_for(consul, leader_check=0.1)
+    thread, outcome = blocked_on(consul, reader)
+    until(lambda: len(consul.looks) >= 3)  # waiting, and looking meanwhile
+    assert thread.is_alive() and outcome == {}
+    consul.leader = new_leader
+    thread.join(5.0)
+    assert isinstance(outcome.get("error"), LeaderChanged), outcome
+    assert str(outcome["error"]) == ("consul's leader changed from 10.0.0.1:8300 to %s while a blocking read "
+                                     "waited; reading again" % (new_leader or "none"))
+    again = reader.get("/v1/kv/a", (), index=3, wait="30s")  # a new connection: read the current state first
+    assert (again.index, again.blocked, consul.seen[-1][0]) == (4, False, "/v1/kv/a?consistent=")
+    assert {port for _path, port in consul.looks}.isdisjoint({port for _path, port, _headers in consul.seen})
+
+
+def test_a_blocking_read_under_the_same_leader_waits_for_its_answer(consul):
+    consul.script = [answer(3, []), answer(5, []) + (0.6,)]
+    reader = reader_for(consul, leader_check=0.1, datacenter="dc2")
+    thread, outcome = blocked_on(consul, reader)
+    until(lambda: len(consul.looks) >= 1)
+    consul.leader = None  # an agent that does not say (an error) gives no reason to give up
+    thread.join(5.0)
+    assert outcome["reading"].index == 5 and outcome["reading"].blocked
+    assert len(consul.looks) >= 3 and {path for path, _port in consul.looks} == {"/v1/status/leader?dc=dc2"}
+
+
+@pytest.mark.parametrize("settings", [{"leader_check": 0}, {"consistency": "stale"}], ids=["off", "stale"])
+def test_no_looks_when_turned_off_or_for_stale_reads(consul, settings):
+    """A server agent answers stale reads itself: a leader lost elsewhere does not hold them."""
+    consul.script = [answer(3, []), answer(4, []) + (0.3,)]
+    reader = reader_for(consul, **dict({"leader_check": 0.05}, **settings))
+    reader.get("/v1/kv/a", (), 0)
+    assert reader.get("/v1/kv/a", (), index=3, wait="30s").index == 4
+    assert consul.looks == []
 
 
 def test_nothing_listening_raises_and_the_next_try_connects_again():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import Reading
+from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import LeaderChanged, Reading
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import MISSING, KeyWatcher, NoKnownLeader
 
 
@@ -208,3 +208,15 @@ def test_run_returns_at_once_when_stopped(rec):
     fetch = FakeConsul()
     rec.watcher(fetch, stop_event=stop).run()
     assert fetch.calls == []
+
+
+def test_a_read_given_up_for_a_new_leader_is_read_again_at_once_and_is_no_failure(rec):
+    moved = LeaderChanged("10.0.0.1:8300", "10.0.0.2:8300")
+    fetch = FakeConsul((5, b"a"), moved, Reading(6, b"b", True, False), (7, b"b"))
+    changes = []
+    w = rec.watcher(fetch, on_leader_change=changes.append)
+    delays = [w.poll_once() for _dummy in range(4)]
+    assert delays == [0.0, 0.0, 0.0, 0.0]
+    assert [call[0] for call in fetch.calls] == [0, 5, 0, 6]
+    assert changes == [moved] and rec.errors == [] and rec.recoveries == [] and w.failures == 0
+    assert rec.changes == [(b"a", 5), (b"b", 6)]
