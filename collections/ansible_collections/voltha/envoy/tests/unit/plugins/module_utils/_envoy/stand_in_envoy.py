@@ -15,7 +15,7 @@ import threading
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)  # --base-id is not --base-id-path
     parser.add_argument("-c", dest="config")
     parser.add_argument("--restart-epoch", type=int, default=0)
     parser.add_argument("--admin-address-path")
