@@ -102,7 +102,7 @@ def test_a_stop_drains_the_listeners_then_ends_every_envoy(supervisor):
 
 def test_the_shared_memory_of_a_dynamic_base_id_is_removed(supervisor, monkeypatch):
     removed = []
-    monkeypatch.setattr(process.os, "unlink", lambda path: removed.append(path))
+    monkeypatch.setattr(process.os, "unlink", removed.append)
     supervisor.start(config(supervisor, "serve"))
     supervisor.stop(drain_time=0)
     assert removed[-1] == "/dev/shm/envoy_shared_memory_70"
