@@ -3,7 +3,7 @@
 It takes Envoy's flags, serves an admin API on a loopback port it writes to --admin-address-path,
 records its arguments (argv.<epoch>) and the admin POSTs it gets (posted) beside that file, and
 behaves as the first word of its config file says: serve, exit-at-start, never-ready, or
-die-when-ready (SIGSEGV a moment after it is live). SIGTERM ends it with status 0.
+die-when-ready (SIGSEGV a second after it is live). SIGTERM ends it with status 0.
 """
 
 import argparse
@@ -53,7 +53,7 @@ def main():
     server = http.server.HTTPServer(("127.0.0.1", 0), Admin)
     signal.signal(signal.SIGTERM, lambda *_args: os._exit(0))
     if behaviour == "die-when-ready":
-        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGSEGV)).start()
+        threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGSEGV)).start()
     with open(args.admin_address_path, "w") as handle:
         handle.write("127.0.0.1:%d" % server.server_port)
     server.serve_forever()
