@@ -91,12 +91,19 @@ def test_up_again_changes_nothing_and_down_removes_everything_once(hosts):
         assert f"{node['name']}: dockerd (pid" in said and not Path(f"/run/netns/{node['netns']}").exists()
         assert not Path(node["docker_host"].removeprefix("unix://")).exists()
     bridge = next(line.split()[3] for line in said.splitlines() if line.startswith("cluster: removed bridge"))
-    assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode != 0
+    assert_no_link(bridge)
     rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
-    assert subprocess.run(["iptables", "-C", *rule], capture_output=True).returncode != 0
+    checked = subprocess.run(["iptables", "-C", *rule], capture_output=True, text=True, timeout=30)
+    assert (checked.returncode, checked.stderr.strip()) == (
+        1, "iptables: Bad rule (does a matching rule exist in that chain?)."), checked
     assert [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(directory) in line] == []
     quiet = cluster(directory, "down")
     assert (quiet.returncode, quiet.stdout.strip()) == (0, "cluster: nothing to stop or remove")
+
+
+def assert_no_link(name: str) -> None:
+    shown = subprocess.run(["ip", "link", "show", name], capture_output=True, text=True, timeout=30)
+    assert (shown.returncode, shown.stderr.strip()) == (1, f'Device "{name}" does not exist.'), shown
 
 
 def test_a_subnet_this_machine_routes_is_refused_and_nothing_is_made(tmp_path):
@@ -114,6 +121,6 @@ def test_a_subnet_this_machine_routes_is_refused_and_nothing_is_made(tmp_path):
         assert not (tmp_path / "cluster").exists()
         would_be = Cluster(tmp_path / "cluster", subnet="198.19.251.0/24")
         assert [n.netns for n in would_be.nodes if Path(f"/run/netns/{n.netns}").exists()] == []
-        assert subprocess.run(["ip", "link", "show", would_be.bridge], capture_output=True).returncode != 0
+        assert_no_link(would_be.bridge)
     finally:
         subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=30)

@@ -1,6 +1,8 @@
 """Consul with ACLs on (default deny) and Consul over HTTPS, against the real agent: anonymous access
 is refused, envoyd and the cores work with tokens of their own, a revoked token is logged once (never
-the token) while Envoy keeps serving, and envoyd, the cores and the modules reach Consul over TLS.
+the token) while Envoy keeps serving, envoyd, the cores and the modules reach Consul over TLS, and the
+modules and the lookup work with a right token over HTTPS, name Consul's refusal of a wrong one, and
+refuse a core outside their allowed networks.
 """
 
 from __future__ import annotations
@@ -46,68 +48,34 @@ def call(url, method="GET", token=None, body=None):
         return err.code, err.read().decode(errors="replace")
 
 
+def acl_config(master: str) -> dict:
+    return {"acl": {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
+                    "tokens": {"master": master, "agent": master}}}
+
+
+def make_tokens(agent, master: str, directory) -> dict:
+    """A policy and a token for each of POLICIES; each token's SecretID also in <name>.token."""
+    tokens = {}
+    for name, rules in POLICIES.items():
+        status, _ = call(f"{agent.url}/v1/acl/policy", "PUT", master, {"Name": name, "Rules": rules})
+        assert status == 200
+        status, token = call(f"{agent.url}/v1/acl/token", "PUT", master,
+                             {"Description": name, "Policies": [{"Name": name}]})
+        assert status == 200
+        tokens[name] = token
+        (directory / f"{name}.token").write_text(token["SecretID"])
+    return tokens
+
+
 @pytest.fixture
 def acl_consul(tmp_path):
     master = str(uuid.uuid4())
-    agent = ConsulAgent(tmp_path / "consul", extra_config={"acl": {
-        "enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
-        "tokens": {"master": master, "agent": master}}})
+    agent = ConsulAgent(tmp_path / "consul", extra_config=acl_config(master))
     try:
         agent.start()
-        tokens = {}
-        for name, rules in POLICIES.items():
-            status, _ = call(f"{agent.url}/v1/acl/policy", "PUT", master, {"Name": name, "Rules": rules})
-            assert status == 200
-            status, token = call(f"{agent.url}/v1/acl/token", "PUT", master,
-                                 {"Description": name, "Policies": [{"Name": name}]})
-            assert status == 200
-            tokens[name] = token
-            (tmp_path / f"{name}.token").write_text(token["SecretID"])
-        yield agent, master, tokens
+        yield agent, master, make_tokens(agent, master, tmp_path)
     finally:
         agent.stop()
-
-
-def test_acls_refuse_anonymous_access_and_the_parts_work_with_their_tokens(acl_consul, tmp_path, start_envoyd):
-    agent, master, tokens = acl_consul
-    key_url = f"{agent.url}/v1/kv/{KEYS['assignment']}"
-    assert call(key_url, "PUT", body={"evil": {"id": "x", "host": "192.0.2.1"}})[0] == 403
-    assert call(key_url, "PUT", tokens["envoyd"]["SecretID"], body={})[0] == 403  # envoyd may only read
-    cores = [Core(tmp_path / f"core-{n}", f"core-{n}", agent.address, KEYS,
-                  env={"CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "cores.token")}) for n in range(2)]
-    for directory in (tmp_path / "core-0", tmp_path / "core-1"):
-        directory.mkdir()
-    try:
-        for core in cores:
-            core.start()
-        want = {c.core_id: ("127.0.0.1", c.port) for c in cores}
-        wait_for(lambda: assigned(agent_kv(agent, master), KEYS["assignment"]) == want, 20,
-                 "the cores' assignment, written with their token")
-        assert call(key_url)[0] == 403  # an anonymous read of the key
-        envoyd = start_envoyd(agent.address, extra=("--assignment-key", KEYS["assignment"],
-                                                    "--consul-token-file", str(tmp_path / "envoyd.token")))
-        client = NbiClient(envoyd.nbi)
-        try:
-            wait_for(lambda: {client.get_voltha() for _ in range(6)} == {"core-0", "core-1"}, 15,
-                     "calls reaching both cores")
-            # The token is revoked: envoyd says so once, Envoy keeps serving the last good config.
-            status, _ = call(f"{agent.url}/v1/acl/token/{tokens['envoyd']['AccessorID']}", "DELETE", master)
-            assert status == 200
-            refused = (f"consul {agent.address} refused the request (ConsulHTTPError: consul answered 403 ACL not "
-                       f"found for /v1/kv/{KEYS['assignment']}); trying again, Envoy keeps the last good config")
-            wait_for(lambda: refused in envoyd.log(), 15, "envoyd seeing Consul refuse its token")
-            assert {client.get_voltha() for _ in range(6)} == {"core-0", "core-1"}
-            assert envoyd.process.alive()
-        finally:
-            client.close()
-        log = envoyd.log()
-        assert tokens["envoyd"]["SecretID"] not in log and master not in log
-        assert log.count(refused) == 1, log[-3000:]  # once per change of state, not once per retry
-        for core in cores:
-            assert tokens["cores"]["SecretID"] not in core.log()
-    finally:
-        for core in cores:
-            core.stop()
 
 
 def agent_kv(agent, token):
@@ -116,17 +84,28 @@ def agent_kv(agent, token):
     return consul.Consul(host="127.0.0.1", port=agent.http_port, token=token).kv
 
 
-@pytest.fixture
-def tls_consul(tmp_path):
+def tls_files(directory) -> dict:
     ca, ca_key = certificate("consul test CA", ca=True)
     server, server_key = certificate("localhost", ca, ca_key, server=True, ip="127.0.0.1")
-    files = {"ca": tmp_path / "consul-ca.pem", "cert": tmp_path / "consul.pem", "key": tmp_path / "consul.key"}
+    files = {"ca": directory / "consul-ca.pem", "cert": directory / "consul.pem", "key": directory / "consul.key"}
     files["ca"].write_bytes(pem(ca))
     files["cert"].write_bytes(pem(server))
     files["key"].write_bytes(pem(key=server_key))
-    agent = ConsulAgent(tmp_path / "consul", extra_config={
-        "ca_file": str(files["ca"]), "cert_file": str(files["cert"]), "key_file": str(files["key"])})
+    return files
+
+
+def tls_agent(directory, files, extra_config=None) -> ConsulAgent:
+    agent = ConsulAgent(directory / "consul", extra_config={
+        "ca_file": str(files["ca"]), "cert_file": str(files["cert"]), "key_file": str(files["key"]),
+        **(extra_config or {})})
     agent.https_port = agent.config["ports"]["https"] = free_port()
+    return agent
+
+
+@pytest.fixture
+def tls_consul(tmp_path):
+    files = tls_files(tmp_path)
+    agent = tls_agent(tmp_path, files)
     try:
         agent.start()
         yield agent, files
@@ -240,3 +219,74 @@ def test_a_leftover_registration_on_a_node_without_cores_is_cleared_by_a_core_el
     assert status == 200
     leftover = leftover_holding_the_lock(agent, master, node)
     a_core_clears(agent, master, tmp_path, leftover, node)
+
+
+def test_the_modules_and_the_lookup_with_a_token_over_https_and_the_modules_allowed_networks(tmp_path):
+    """envoy_config, core_assignment and the lookup against Consul with ACLs (default deny), over HTTPS only
+    with the CA, each with the token it is given: a right one reads (and, for the cores' token, writes), a
+    wrong one is refused with Consul's 403 named; allowed_networks refuses a core outside them, naming it."""
+    master = str(uuid.uuid4())
+    files = tls_files(tmp_path)
+    agent = tls_agent(tmp_path, files, acl_config(master))
+    try:
+        agent.start()
+        tokens = make_tokens(agent, master, tmp_path)
+        key = KEYS["assignment"]
+        value = {"p0": {"id": "core-0", "host": "127.0.0.1", "port": 50057}}
+        assert call(f"{agent.url}/v1/kv/{key}", "PUT", master, value)[0] == 200
+        https = {"host": "127.0.0.1", "port": agent.https_port, "scheme": "https", "ca_path": str(files["ca"])}
+        envoyd_token, cores_token, wrong = tokens["envoyd"]["SecretID"], tokens["cores"]["SecretID"], str(uuid.uuid4())
+
+        def config(name, token, **extra):
+            return {"name": name, "ignore_errors": True, "voltha.envoy.envoy_config": dict(
+                key=key, dest=str(tmp_path / f"{name}.json"), token=token, validate=False, **https, **extra)}
+
+        def lookup(name, token):
+            terms = ", ".join(f"{option}={json.dumps(setting)}" for option, setting in dict(https, token=token).items())
+            return {"name": name, "ignore_errors": True,
+                    "ansible.builtin.debug": {"msg": "{{ lookup('voltha.envoy.core_assignment', '%s', %s) }}"
+                                              % (key, terms)}}
+
+        def cores(name, token, **extra):
+            return {"name": name, "ignore_errors": True, "voltha.envoy.core_assignment": dict(
+                key=key, token=token, **https, **extra)}
+
+        run = run_playbook(tmp_path / "play", [
+            config("config", envoyd_token),
+            config("config with a wrong token", wrong),
+            config("config outside the allowed networks", envoyd_token, allowed_networks=["10.0.0.0/8"]),
+            lookup("lookup", envoyd_token),
+            lookup("lookup with a wrong token", wrong),
+            cores("add", cores_token, state="present", add={"p1": {"id": "core-1", "host": "127.0.0.2"}}),
+            cores("add with envoyd's token", envoyd_token, state="present",
+                  add={"p2": {"id": "core-2", "host": "127.0.0.3"}}),
+            cores("add outside the allowed networks", cores_token, state="present", allowed_networks=["127.0.0.0/30"],
+                  add={"p3": {"id": "core-3", "host": "127.0.0.9"}}),
+        ])
+        assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert run["config"].get("changed") is True and not run["config"].get("failed"), run["config"]
+        assert json.loads((tmp_path / "config.json").read_text())["static_resources"]["clusters"]
+        assert run["lookup"]["msg"] == value, run["lookup"]
+        assert run["add"].get("changed") is True and not run["add"].get("failed"), run["add"]
+        port = agent.https_port
+        said = {
+            "config with a wrong token": f"cannot read {key} from consul 127.0.0.1:{port}: ConsulHTTPError: "
+                                         f"consul answered 403 ACL not found for /v1/kv/{key}",
+            "lookup with a wrong token": f"voltha.envoy.core_assignment: Consul at https://127.0.0.1:{port} failed "
+                                         f"reading {key}: ACLPermissionDenied: ACL not found",
+            "add with envoyd's token": f"Consul at https://127.0.0.1:{port} failed: ACLPermissionDenied: "
+                                       "Permission denied",
+            "config outside the allowed networks": f"bad assignment in consul key {key}: core \"p0\": field 'host' "
+                                                   "is outside the allowed networks (10.0.0.0/8), got \"127.0.0.1\"",
+            "add outside the allowed networks": "core \"p3\": field 'host' is outside the allowed networks "
+                                                "(127.0.0.0/30), got \"127.0.0.9\"",
+        }
+        for name, text in said.items():
+            assert run[name].get("failed") and run[name]["msg"].endswith(text), (name, run[name].get("msg"))
+        assert not (tmp_path / "config outside the allowed networks.json").exists()
+        written = call(f"{agent.url}/v1/kv/{key}?raw", token=master)[1]
+        assert sorted(written) == ["p0", "p1"], written  # the refused adds wrote nothing
+        for secret in (envoyd_token, cores_token, master):
+            assert secret not in run.stdout and secret not in run.stderr
+    finally:
+        agent.stop()

@@ -48,8 +48,9 @@ def test_a_core_counts_its_calls_by_method_and_code(core_with_metrics):
     try:
         for _dummy in range(3):
             client.create_device()
-        with pytest.raises(grpc.RpcError):
+        with pytest.raises(grpc.RpcError) as missing:
             client.stub.GetDevice(__import__("voltha_protos.common_pb2", fromlist=["ID"]).ID(id="nope"), timeout=5)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         client.close()
     text = scrape(f"http://127.0.0.1:{metrics_port}/metrics")

@@ -41,3 +41,13 @@ def test_a_missing_file_is_named(tmp_path):
     missing = tmp_path / "ca.pem"
     with pytest.raises(SystemExit, match=f"--tls-ca {missing}: No such file"):
         nbi_channel("127.0.0.1:1", Tls(str(missing)))
+
+
+def test_options_may_come_between_the_address_and_the_verb(capsys):
+    """As an operator types them: argparse alone takes the verb after an option for an extra argument."""
+    from voltha_core_sim.nbi_client import main
+
+    with pytest.raises(SystemExit, match="need --tls-ca"):  # parsed whole, then judged
+        main(["127.0.0.1:1", "--tls-cert", "c.pem", "version"])
+    assert main(["127.0.0.1:1", "--timeout", "0.5", "version"]) == 1  # nothing listens on port 1
+    assert capsys.readouterr().err.startswith("NBI 127.0.0.1:1: UNAVAILABLE: ")

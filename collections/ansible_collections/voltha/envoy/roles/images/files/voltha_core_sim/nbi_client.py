@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON, one document per line")
     add_tls_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options anywhere, also between the address and the verb
     client = NbiClient(args.address, tls_of(args))
     try:
         lines = run(client, args.verb, args.values, args.count, args.timeout, args.json)
