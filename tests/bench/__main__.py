@@ -563,6 +563,8 @@ def lab_section_kept(path: Path) -> str:
     section = text[start:end if end >= 0 else len(text)].rstrip() + "\n"
     written = text.split(" on ", 1)[1].split(" UTC", 1)[0] if " UTC" in text[:400] else "an earlier run"
     heading, _, body = section.partition("\n")
+    if " (from the run of " in heading:
+        return section  # already an earlier run's, and it says which
     return f"{heading} (from the run of {written}; this run skipped the lab)\n{body}\n"
 
 
