@@ -105,7 +105,9 @@ def test_tls_answers_clients_with_the_ca_and_refuses_plaintext(consul_agent, cor
         assert version(secure).startswith("voltha-core-sim")
         with pytest.raises(grpc.RpcError) as refused:
             version(plain)
-        assert (refused.value.code(), closed(refused.value.details())) == (grpc.StatusCode.UNAVAILABLE, "Socket closed")
+        # Closed by the TLS listener: an orderly close, or a reset when the client's bytes were left unread.
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert closed(refused.value.details()) in ("Socket closed", "Connection reset by peer")
         assert served_serial(envoyd.nbi, pem(pki["ca"])) == pki["server"].serial_number
     finally:
         secure.close()

@@ -376,15 +376,22 @@ def leader_cut(rig: Rig) -> FaultResult:
     server is elected, and the new assignment is written to it while envoyd's read is still parked on
     the lost leader."""
     agents = rig.hosted_cluster()
-    leader = agents[0].leader()
-    watched = next(agent for agent in agents if agent.raft_address != leader)
-    victim = next(agent for agent in agents if agent.raft_address == leader)
+
+    def leader() -> ConsulAgent | None:
+        said = {agent.leader() for agent in agents}
+        return next((agent for agent in agents if {agent.raft_address} == said), None)
+
+    wait_for(lambda: leader() is not None, 30, "three servers agreeing on a leader")
+    victim = leader()
+    watched = next(agent for agent in agents if agent is not victim)
     servers = rig.servers()
     watched.client().kv.put(KEY, assignment_of(servers[0]))
     load = rig.load(rig.envoyd(watched))
     load.expect(servers[0].core_id)
     if load.first_answer(30) is None:
         raise TimeoutError("envoyd's Envoy never served the first assignment")
+    if leader() is not victim:  # an election meanwhile: the read envoyd's agent forwards goes elsewhere
+        raise RuntimeError(f"Consul's leader moved from {victim.raft_address} before the cut")
     return run_rounds("the leader's host cut off (3 servers on hosts of their own)", 1, victim.host.cut, load,
                       lambda: [agent.url for agent in agents if agent is not victim], KEY, servers)
 
