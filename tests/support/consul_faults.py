@@ -234,8 +234,7 @@ class Rig:
         for agent in agents:
             agent.config["retry_join"] = joined
             agent.launch()
-        wait_for(lambda: len({agent.leader() for agent in agents} - {None}) == 1 and all(
-            agent.has_leader() for agent in agents), 60, f"{count} servers agreeing on a leader")
+        wait_for(lambda: agreed_leader(agents) is not None, 60, f"{count} servers agreeing on a leader")
         return agents
 
     def servers(self, count: int = 2) -> list:
@@ -350,6 +349,12 @@ def hung(rig: Rig, rounds: int, wait: str = "2s", seconds: float = 3.5) -> Fault
                       KEY, servers, cores_check=cores_whole(agent, rig.keys, sim))
 
 
+def agreed_leader(agents: list[ConsulAgent]) -> ConsulAgent | None:
+    """The agent every one of ``agents`` names as the Raft leader, or None (no leader, or no agreement)."""
+    said = {agent.leader() for agent in agents}
+    return next((agent for agent in agents if {agent.raft_address} == said), None)
+
+
 def leader_lost(rig: Rig, consistency: str, rounds: int) -> FaultResult:
     """Three servers and the client agent envoyd and the cores talk to; each round the Raft leader
     is killed (SIGKILL), and it comes back before the next round."""
@@ -376,13 +381,8 @@ def leader_cut(rig: Rig) -> FaultResult:
     server is elected, and the new assignment is written to it while envoyd's read is still parked on
     the lost leader."""
     agents = rig.hosted_cluster()
-
-    def leader() -> ConsulAgent | None:
-        said = {agent.leader() for agent in agents}
-        return next((agent for agent in agents if {agent.raft_address} == said), None)
-
-    wait_for(lambda: leader() is not None, 30, "three servers agreeing on a leader")
-    victim = leader()
+    wait_for(lambda: agreed_leader(agents) is not None, 30, "three servers agreeing on a leader")
+    victim = agreed_leader(agents)
     watched = next(agent for agent in agents if agent is not victim)
     servers = rig.servers()
     watched.client().kv.put(KEY, assignment_of(servers[0]))
@@ -390,7 +390,7 @@ def leader_cut(rig: Rig) -> FaultResult:
     load.expect(servers[0].core_id)
     if load.first_answer(30) is None:
         raise TimeoutError("envoyd's Envoy never served the first assignment")
-    if leader() is not victim:  # an election meanwhile: the read envoyd's agent forwards goes elsewhere
+    if agreed_leader(agents) is not victim:  # an election meanwhile: the read envoyd's agent forwards goes elsewhere
         raise RuntimeError(f"Consul's leader moved from {victim.raft_address} before the cut")
     return run_rounds("the leader's host cut off (3 servers on hosts of their own)", 1, victim.host.cut, load,
                       lambda: [agent.url for agent in agents if agent is not victim], KEY, servers)
