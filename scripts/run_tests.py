@@ -25,7 +25,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker_engine import REPO, STATE, EngineError, TestEngine
+try:  # run as a script (scripts/ on the path) or imported as scripts.run_tests (the tests)
+    from docker_engine import REPO, STATE, EngineError, TestEngine
+except ImportError:
+    from scripts.docker_engine import REPO, STATE, EngineError, TestEngine
 
 BIN = REPO / ".venv" / "bin"
 COLLECTION = REPO / "collections" / "ansible_collections" / "voltha" / "envoy"
@@ -122,7 +125,7 @@ class Runner:
         if skipped and not ALLOW_SKIPS:
             ok = False
             detail += " (a skip fails the stage: VOLTHA_TEST_ALLOW_SKIPS=1 allows it)"
-        return Outcome(ok, detail)
+        return Outcome(ok, detail, junit_failures(report))
 
     def stage_unit(self) -> Outcome:
         # The collection's own unit tests (laid out as Ansible collections do) and the core simulator's.
@@ -220,6 +223,29 @@ def junit_counts(path: Path) -> tuple[int, int, int, int] | None:
     return tuple(sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures", "errors", "skipped"))
 
 
+def junit_failures(path: Path, limit: int = 10) -> list[str]:
+    """One line per failed or erroring test of a pytest JUnit report: its id and the first line of why.
+
+    The summary is the end of the log, which is what a CI page shows; it names what failed so a flaky test is
+    known from one run."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    said = []
+    for case in root.iter("testcase"):
+        for kind in ("failure", "error"):
+            found = case.find(kind)
+            if found is None:
+                continue
+            module = (case.get("classname") or "").replace(".", "/")
+            why = (found.get("message") or found.text or "").strip().splitlines()
+            said.append(f"{kind}: {module}.py::{case.get('name')}: {why[0][:300] if why else '(no message)'}")
+    if len(said) > limit:
+        said = said[:limit] + [f"... and {len(said) - limit} more (see the report)"]
+    return said
+
+
 def interrupted(signum, frame):
     """SIGTERM (a CI timeout, a kill) unwinds like Ctrl-C, so the engine is stopped either way."""
     raise KeyboardInterrupt
@@ -258,6 +284,8 @@ def main(argv: list[str]) -> int:
     print(f"=== make test: {time.monotonic() - started:.0f}s; Docker Engine: {runner.engine_note}")
     for stage, outcome, seconds in rows:
         print(f"  {stage:<12} {'ok' if outcome.ok else 'FAILED':<7} {seconds:6.0f}s  {outcome.detail}")
+        for line in outcome.lines:
+            print(f"      {line}")
     passed = sum(1 for _, o, _ in rows if o.ok)
     print(f"stages: {passed} passed, {len(rows) - passed} failed", flush=True)
     return 0 if passed == len(rows) else 1
