@@ -8,14 +8,13 @@ refuse a core outside their allowed networks.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 
 from tests.support.ansible_runner import run_playbook
-from tests.support.consul_agent import ConsulAgent
+from tests.support.consul_agent import ConsulAgent, acl_agent, acl_settings
+from tests.support.consul_agent import consul_call as call
 from tests.support.grpc_client import NbiClient
 from tests.support.pki import certificate, pem
 from tests.support.processes import free_port, wait_for
@@ -35,24 +34,6 @@ POLICIES = {
 }
 
 
-def call(url, method="GET", token=None, body=None):
-    """(status, decoded answer) of one HTTP request to Consul."""
-    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
-    if token:
-        request.add_header("X-Consul-Token", token)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            text = answer.read()
-            return answer.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
-
-
-def acl_config(master: str) -> dict:
-    return {"acl": {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
-                    "tokens": {"master": master, "agent": master}}}
-
-
 def make_tokens(agent, master: str, directory) -> dict:
     """A policy and a token for each of POLICIES; each token's SecretID also in <name>.token."""
     tokens = {}
@@ -69,13 +50,8 @@ def make_tokens(agent, master: str, directory) -> dict:
 
 @pytest.fixture
 def acl_consul(tmp_path):
-    master = str(uuid.uuid4())
-    agent = ConsulAgent(tmp_path / "consul", extra_config=acl_config(master))
-    try:
-        agent.start()
+    with acl_agent(tmp_path / "consul") as (agent, master):
         yield agent, master, make_tokens(agent, master, tmp_path)
-    finally:
-        agent.stop()
 
 
 def agent_kv(agent, token):
@@ -227,7 +203,7 @@ def test_the_modules_and_the_lookup_with_a_token_over_https_and_the_modules_allo
     wrong one is refused with Consul's 403 named; allowed_networks refuses a core outside them, naming it."""
     master = str(uuid.uuid4())
     files = tls_files(tmp_path)
-    agent = tls_agent(tmp_path, files, acl_config(master))
+    agent = tls_agent(tmp_path, files, acl_settings(master))
     try:
         agent.start()
         tokens = make_tokens(agent, master, tmp_path)

@@ -3,13 +3,47 @@ directory (keeps its store across restarts), or a member of a cluster (servers a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from .paths import consul_binary
 from .processes import ManagedProcess, free_port
+
+
+def acl_settings(master: str) -> dict:
+    """Consul's ACL settings as the lab's: default deny, the given management token."""
+    return {"acl": {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
+                    "tokens": {"master": master, "agent": master}}}
+
+
+@contextlib.contextmanager
+def acl_agent(workdir: Path):
+    """A dev agent with the lab's ACL settings, running: (agent, its management token); stopped after."""
+    master = str(uuid.uuid4())
+    agent = ConsulAgent(workdir, extra_config=acl_settings(master))
+    try:
+        agent.start()
+        yield agent, master
+    finally:
+        agent.stop()
+
+
+def consul_call(url, method="GET", token=None, body=None, context=None):
+    """(status, decoded answer) of one HTTP request to Consul's API; a refusal gives its text."""
+    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    if token:
+        request.add_header("X-Consul-Token", token)
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as answer:
+            text = answer.read()
+            return answer.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
 
 
 class ConsulAgent:
