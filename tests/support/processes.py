@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import resource
 import signal
 import socket
@@ -11,12 +12,33 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# Ports are handed out below the kernel's ephemeral range (32768-60999 by default), where no outgoing
+# connection takes one as its source port, and never twice in one process: the kernel's own pick (bind to
+# port 0, close) gave one port to two agents of one Consul cluster, whose second then could not listen.
+_PORTS = range(15000, 32000)
+_ports_given: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    """Nothing holds ``port`` on 127.0.0.1, over TCP or UDP (Consul's serf listens on both)."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1, TCP and UDP, that nothing holds now and this process has not handed out before."""
+    start = random.randrange(len(_PORTS))
+    for step in range(len(_PORTS)):
+        port = _PORTS[(start + step) % len(_PORTS)]
+        if port not in _ports_given and _bindable(port):
+            _ports_given.add(port)
+            return port
+    raise RuntimeError(f"no free port left in {_PORTS.start}-{_PORTS.stop - 1} on 127.0.0.1")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
