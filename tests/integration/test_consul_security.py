@@ -8,6 +8,7 @@ refuse a core outside their allowed networks.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -52,6 +53,66 @@ def make_tokens(agent, master: str, directory) -> dict:
 def acl_consul(tmp_path):
     with acl_agent(tmp_path / "consul") as (agent, master):
         yield agent, master, make_tokens(agent, master, tmp_path)
+
+
+def refused_line(agent, key: str) -> str:
+    return (f"consul {agent.address} refused the request (ConsulHTTPError: consul answered 403 ACL not found for "
+            f"/v1/kv/{key}); trying again, Envoy keeps the last good config")
+
+
+def test_acls_refuse_anonymous_access_and_the_parts_work_with_their_tokens(acl_consul, tmp_path, start_envoyd):
+    """Anonymous writes and reads refused; envoyd may only read; the cores register, elect and write with
+    their token and envoyd routes with its own. envoyd's token revoked while it runs, and another envoyd
+    started with a wrong token: each says once (never the token) that Consul refused it; the first keeps
+    serving its last good config, the second keeps trying."""
+    agent, master, tokens = acl_consul
+    key_url = f"{agent.url}/v1/kv/{KEYS['assignment']}"
+    assert call(key_url, "PUT", body={"evil": {"id": "x", "host": "192.0.2.1"}}) == (403, "Permission denied")
+    assert call(key_url, "PUT", tokens["envoyd"]["SecretID"], body={}) == (403, "Permission denied")
+    cores = [Core(tmp_path / f"core-{n}", f"core-{n}", agent.address, KEYS,
+                  env={"CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "cores.token")}) for n in range(2)]
+    for directory in (tmp_path / "core-0", tmp_path / "core-1"):
+        directory.mkdir()
+    try:
+        for core in cores:
+            core.start()
+        want = {c.core_id: ("127.0.0.1", c.port) for c in cores}
+        wait_for(lambda: assigned(agent_kv(agent, master), KEYS["assignment"]) == want, 20,
+                 "the cores' assignment, written with their token")
+        assert call(key_url) == (403, "Permission denied")  # an anonymous read of the key
+        envoyd = start_envoyd(agent.address, extra=("--assignment-key", KEYS["assignment"],
+                                                    "--consul-token-file", str(tmp_path / "envoyd.token")))
+        client = NbiClient(envoyd.nbi)
+        refused = refused_line(agent, KEYS["assignment"])
+        try:
+            wait_for(lambda: {client.get_voltha() for _ in range(6)} == {"core-0", "core-1"}, 15,
+                     "calls reaching both cores")
+            status, _ = call(f"{agent.url}/v1/acl/token/{tokens['envoyd']['AccessorID']}", "DELETE", master)
+            assert status == 200
+            wait_for(lambda: refused in envoyd.log(), 15, "envoyd seeing Consul refuse its revoked token")
+            assert {client.get_voltha() for _ in range(6)} == {"core-0", "core-1"}
+            assert envoyd.process.alive()
+        finally:
+            client.close()
+
+        wrong = str(uuid.uuid4())
+        (tmp_path / "wrong.token").write_text(wrong + "\n")
+        started_wrong = start_envoyd(agent.address, wait_healthy=False, extra=(
+            "--assignment-key", KEYS["assignment"], "--consul-token-file", str(tmp_path / "wrong.token")))
+        wait_for(lambda: refused in started_wrong.log(), 15, "envoyd seeing Consul refuse a wrong token")
+        time.sleep(3)  # several retries later
+        assert started_wrong.process.alive()
+        assert started_wrong.status(brief=True)["state"] == "consul-error"
+
+        for daemon in (envoyd, started_wrong):
+            log = daemon.log()
+            assert tokens["envoyd"]["SecretID"] not in log and master not in log and wrong not in log
+            assert log.count(refused) == 1, log[-3000:]  # once per change of state, not once per retry
+        for core in cores:
+            assert tokens["cores"]["SecretID"] not in core.log()
+    finally:
+        for core in cores:
+            core.stop()
 
 
 def agent_kv(agent, token):
