@@ -11,9 +11,10 @@ import pytest
 
 from tests.support.ansible_runner import run_playbook
 from tests.support.consul_agent import acl_agent, consul_call
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.slow
-PARTIES = ["vcore", "envoyd", "operator"]
+PARTIES = ["agent", "vcore", "envoyd", "operator"]
 APPLY = [{"name": "Apply the ACLs",
           "ansible.builtin.include_role": {"name": "voltha.envoy.stack", "tasks_from": "acl.yml"}}]
 KEY = "service/voltha/data/core/assignment"
@@ -21,8 +22,17 @@ KEY = "service/voltha/data/core/assignment"
 
 @pytest.fixture
 def consul_with_acls(tmp_path):
-    with acl_agent(tmp_path / "consul") as running:
-        yield running
+    """Consul as the lab starts it: its agent token is the parties' one, which the role has not made yet."""
+    tokens = {party: str(uuid.uuid4()) for party in PARTIES}
+    with acl_agent(tmp_path / "consul", agent_token=tokens["agent"]) as (agent, master):
+        yield agent, master, {"management": master, **tokens}
+
+
+def node_addresses(agent, master) -> dict | None:
+    """The agent's own node's tagged addresses in the catalog: only the agent's sync of its node writes them."""
+    status, found = consul_call(f"{agent.url}/v1/catalog/node/{agent.node}", token=master)
+    assert status == 200, found
+    return (found or {}).get("Node", {}).get("TaggedAddresses")
 
 
 def apply(tmp_path, agent, tokens) -> bool:
@@ -52,12 +62,16 @@ def token_of(agent, master, secret) -> dict:
 
 
 def test_made_once_then_unchanged_and_what_was_deleted_or_changed_is_put_back(consul_with_acls, tmp_path):
-    agent, master = consul_with_acls
-    tokens = {"management": master, **{party: str(uuid.uuid4()) for party in PARTIES}}
+    agent, master, tokens = consul_with_acls
     assert operator_writes(agent, tokens) == 403
+    assert node_addresses(agent, master) is None
 
     assert apply(tmp_path, agent, tokens) is True
     assert operator_writes(agent, tokens) == 200
+    # Consul's own agent syncs its node with its own token, which may do that and little else.
+    wait_for(lambda: node_addresses(agent, master), timeout=30, what="the agent's node synced with its token")
+    assert node_addresses(agent, master)["lan"] == agent.ip
+    assert consul_call(f"{agent.url}/v1/kv/{KEY}", token=tokens["agent"])[0] == 403
     assert sorted(link["Name"] for link in token_of(agent, master, tokens["envoyd"])["Policies"]) == ["envoyd"]
     assert apply(tmp_path, agent, tokens) is False
 

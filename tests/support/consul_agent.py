@@ -15,17 +15,19 @@ from .paths import consul_binary
 from .processes import ManagedProcess, free_port
 
 
-def acl_settings(master: str) -> dict:
-    """Consul's ACL settings as the lab's: default deny, the given management token."""
-    return {"acl": {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
-                    "tokens": {"master": master, "agent": master}}}
+def acl_settings(master: str, agent: str | None = None) -> dict:
+    """Consul's ACL settings as the lab's: default deny, the given management token, and the agent's own
+    token (the management token if none is given)."""
+    return {"primary_datacenter": "dc1",
+            "acl": {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
+                    "tokens": {"master": master, "agent": agent or master}}}
 
 
 @contextlib.contextmanager
-def acl_agent(workdir: Path):
+def acl_agent(workdir: Path, agent_token: str | None = None):
     """A dev agent with the lab's ACL settings, running: (agent, its management token); stopped after."""
     master = str(uuid.uuid4())
-    agent = ConsulAgent(workdir, extra_config=acl_settings(master))
+    agent = ConsulAgent(workdir, extra_config=acl_settings(master, agent_token))
     try:
         agent.start()
         yield agent, master
