@@ -39,7 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:  # run as a script (scripts/ on the path) or imported as scripts.cluster (the tests)
-    from docker_engine import STATE, EngineError, _pid_alive, _read_pid, _start_dockerd, _stop_pid, engine_version
+    from docker_engine import (
+        STATE,
+        EngineError,
+        _pid_alive,
+        _read_pid,
+        _start_dockerd,
+        _stop_pid,
+        engine_version,
+        unmount_under,
+    )
 except ImportError:
     from scripts.docker_engine import (
         STATE,
@@ -49,6 +58,7 @@ except ImportError:
         _start_dockerd,
         _stop_pid,
         engine_version,
+        unmount_under,
     )
 
 CLUSTER = Path(os.environ.get("CLUSTER_DIR", STATE / "cluster")).resolve()
@@ -156,11 +166,7 @@ def _leftovers(node: Node) -> list[str]:
             said.append(f"killed pid {pid}, left running by its dockerd")
         except ProcessLookupError:
             pass
-    roots = (str(node.state) + "/", str(node.run_dir) + "/")
-    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    for point in sorted((m for m in mounts if m.startswith(roots)), key=len, reverse=True):
-        if not subprocess.run(["umount", "-l", point], capture_output=True).returncode:
-            said.append(f"unmounted {point}")
+    said.extend(unmount_under(node.state, node.run_dir))
     return said
 
 

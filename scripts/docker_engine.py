@@ -229,6 +229,8 @@ class TestEngine:
         said = "no dockerd was running"
         if pid and self._ours(pid):
             said = f"dockerd (pid {pid}) {_stop_pid(pid)}"
+            # dockerd mounts its data root on itself and its exec root's netns, and leaves both mounted.
+            unmount_under(self.state / "data", self.run_dir)
         self._remove_netns()
         shutil.rmtree(self.run_dir, ignore_errors=True)
         return f"{self.name}: {said}, network namespace removed; images and swarm kept in {self.state / 'data'}"
@@ -236,6 +238,18 @@ class TestEngine:
     def _remove_netns(self) -> None:
         if self.netns.exists():
             subprocess.run(["ip", "netns", "delete", self.name], check=False, capture_output=True)
+
+
+def unmount_under(*directories: Path) -> list[str]:
+    """Unmount (lazily, deepest first) every mount at or under ``directories``: what a stopped dockerd left."""
+    roots = [str(directory).rstrip("/") for directory in directories]
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    mine = [m for m in mounts if any(m == root or m.startswith(root + "/") for root in roots)]
+    said = []
+    for point in sorted(set(mine), key=len, reverse=True):
+        if not subprocess.run(["umount", "-l", point], capture_output=True, timeout=30).returncode:
+            said.append(f"unmounted {point}")
+    return said
 
 
 def main() -> int:
