@@ -39,16 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:  # run as a script (scripts/ on the path) or imported as scripts.cluster (the tests)
-    from docker_engine import (
-        STATE,
-        EngineError,
-        _pid_alive,
-        _read_pid,
-        _start_dockerd,
-        _stop_pid,
-        engine_version,
-        unmount_under,
-    )
+    from docker_engine import STATE, EngineError, _pid_alive, _read_pid, _start_dockerd, _stop_pid  # noqa: I001
+    from docker_engine import engine_version, unmount_under
 except ImportError:
     from scripts.docker_engine import (
         STATE,
