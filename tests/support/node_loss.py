@@ -15,7 +15,8 @@ gone). After ``hold`` seconds it comes back: its link up again, or its dockerd s
 - after the return: when the swarm has it Ready again, when Consul's servers are three healthy voters
   under one leader again, and when the assignment names three cores again; then when the swarm has
   stayed whole (a leader, every node Ready) for 15 s, and how long it answered without a leader (a
-  manager back with a higher Raft term can unseat the leader).
+  manager back with a higher Raft term can unseat the leader);
+- at the end, the entry's Envoy's counters of the cores' checks, ejections and panics (entry_envoy).
 
 The result is printed as JSON (with --output, also written there). The hosts are CLUSTER_DIR's
 (scripts/cluster.py), the stack is named voltha; the operator's token reads Consul.
@@ -46,6 +47,12 @@ ASSIGNMENT_KEY = "service/voltha/data/core/assignment"
 # Run inside an envoyd container: its /status (what it has applied), on the port the stack gives it.
 ENVOYD_STATUS = ("import urllib.request; "
                  "print(urllib.request.urlopen('http://127.0.0.1:8080/status', timeout=2).read().decode())")
+# Run inside an envoyd container: its Envoy's counters of the cores' cluster that say why calls found
+# no core (health checks failed or timed out, outlier ejections, panic), from Envoy's admin API.
+ENVOY_COUNTERS = ("import urllib.parse, urllib.request; which = urllib.parse.quote('^cluster[.]voltha-grpc[.]"
+                  "(health_check[.]|outlier_detection[.]ejections_enforced_total|lb_healthy_panic"
+                  "|upstream_cx_none_healthy|upstream_cx_connect_fail)'); print(urllib.request.urlopen("
+                  "'http://127.0.0.1:8001/stats?format=json&filter=' + which, timeout=2).read().decode())")
 
 
 class Lab:
@@ -108,6 +115,16 @@ class Lab:
             code, output = container.exec_run(["/opt/envoyd/bin/python", "-c", ENVOYD_STATUS])
             if code == 0:
                 return {core["host"] for core in json.loads(output)["cores"]}
+        return None
+
+    def envoy_counters(self, node: str) -> dict[str, int] | None:
+        """The entry Envoy's counters of ENVOY_COUNTERS by short name, None when no envoyd answers there."""
+        service = f"com.docker.swarm.service.name={self.stack}_envoyd"
+        for container in self.engine(node).containers.list(filters={"label": service}):
+            code, output = container.exec_run(["/opt/envoyd/bin/python", "-c", ENVOY_COUNTERS])
+            if code == 0:
+                return {stat["name"].removeprefix("cluster.voltha-grpc."): stat["value"]
+                        for stat in json.loads(output)["stats"] if "value" in stat}
         return None
 
     @contextlib.contextmanager
@@ -255,6 +272,8 @@ def run(lab: Lab, victim: str, entry: str, how: str = "cut", hold: float = 20.0,
         result["back_swarm_steady"] = None if steady_after is None else round(time.monotonic() - back_at - 15.0, 2)
         result["swarm_leaderless"] = leaderless
         time.sleep(3)
+    with contextlib.suppress(Exception):  # what the entry's Envoy saw of the cores, for a reader of a failure
+        result["entry_envoy"] = lab.envoy_counters(entry)
     calls = load.get("calls", [])
     failed = [c for c in calls if c[3]]
     origin = fault_at if fault_at is not None else 0.0

@@ -86,10 +86,12 @@ DEFAULT_VARIABLES = {
     "outlier_base_ejection_time": "1s",
     "outlier_max_ejection_time": "10s",
     "outlier_max_ejection_percent": 50,
-    # Below this share of healthy cores Envoy would send to every core, healthy or not (its panic
-    # mode, 50 by its own default): a node lost with two of three cores would keep getting calls.
-    # 0: only ever to the cores that pass their checks, "no healthy upstream" when none does.
-    "healthy_panic_threshold": 0,
+    # Below this share of healthy cores Envoy sends to every core, healthy or not (its panic mode, 50
+    # by its own default: a node lost with two of three cores would keep getting calls). Envoy counts
+    # the share in whole percent of 1.4 x healthy / all, so 1 panics only when fewer than 1 core in
+    # 140 passes: none of up to 140. Cores that all fail their checks at once (a host too busy to
+    # answer a check in time) still get calls; 0 answers "no healthy upstream" then.
+    "healthy_panic_threshold": 1,
     # How long Envoy may hold a change of a core's health before its workers see it (its own default,
     # 1s, merges changes that come within a second of the last one): a core that failed its checks
     # would keep getting calls that long. 0s: at once.

@@ -131,8 +131,8 @@ def test_envoy_watches_the_cores_itself(renderer):
         assert cluster["outlier_detection"]["max_ejection_percent"] == 50
         assert cluster["circuit_breakers"]["thresholds"][0]["retry_budget"] == {
             "budget_percent": {"value": 20}, "min_retry_concurrency": 100}
-        # No panic mode; a change of a core's health reaches Envoy's workers at once.
-        assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 0}, "update_merge_window": "0s"}
+        # Panic mode only when no core passes; a change of a core's health reaches Envoy's workers at once.
+        assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 1}, "update_merge_window": "0s"}
 
 
 def many_cores(count):
