@@ -10,7 +10,8 @@
 Each host is a network namespace with one address on a bridge of this machine (so the machine reaches
 every host, and the hosts reach each other), its own hostname (a UTS namespace), and a dockerd of its
 own: data root, exec root, pidfile and socket. node1 also runs the registry (Debian's docker-registry,
-port 5000) that the engines pull from. The cluster directory (CLUSTER_DIR, default
+port 5000) that the engines push to and pull from: over TLS from a CA of its own, for its user only
+(scripts/lab_registry.py; the playbooks give each engine the CA). The cluster directory (CLUSTER_DIR, default
 STATE_DIR/cluster) holds their data and logs, and nodes.json: one {"name", "netns", "address",
 "docker_host"} per node. Names, the bridge and its subnet (a /24 in 198.18.0.0/15, the range kept
 for benchmarks; CLUSTER_SUBNET to choose another) are derived from the cluster directory, so two
@@ -24,15 +25,18 @@ Standard library only, like docker_engine.py, whose helpers it shares.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import ipaddress
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ from pathlib import Path
 try:  # run as a script (scripts/ on the path) or imported as scripts.cluster (the tests)
     from docker_engine import STATE, EngineError, _pid_alive, _read_pid, _start_dockerd, _stop_pid  # noqa: I001
     from docker_engine import engine_version, unmount_under
+    from lab_registry import USER, RegistryError, make_files
 except ImportError:
     from scripts.docker_engine import (
         STATE,
@@ -52,10 +57,13 @@ except ImportError:
         engine_version,
         unmount_under,
     )
+    from scripts.lab_registry import USER, RegistryError, make_files
 
 CLUSTER = Path(os.environ.get("CLUSTER_DIR", STATE / "cluster")).resolve()
 NODES = 3
 REGISTRY_PORT = 5000
+# Where a Docker Engine on this machine looks for a registry's CA (every engine here: the nodes share it).
+CERTS_DIR = Path("/etc/docker/certs.d")
 SUBNET_POOL = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544: benchmarking, never routed on the Internet
 
 
@@ -284,30 +292,37 @@ class Cluster:
 
     def _start_registry(self) -> str:
         pid = _read_pid(self.registry_pidfile)
-        if pid and _pid_alive(pid):
-            return f"registry at {self.registry}: running (pid {pid})"
+        home = self.registry_pidfile.parent
+        if pid and _pid_alive(pid) and _cmdline_has(pid, str(home / "registry.yml")):
+            if "  tls:\n" in (home / "registry.yml").read_text():
+                return f"registry at https://{self.registry}: running (pid {pid})"
+            _stop_pid(pid, 10)  # one of an earlier version, in plain HTTP for anyone: started anew below
         binary = STATE / "bin" / "docker-registry"
         if not binary.exists():
             raise EngineError(f"no docker-registry at {binary}: run `make setup`")
-        home = self.registry_pidfile.parent
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "registry.yml"
-        config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {home / 'data'}\n"
-                          f"  delete:\n    enabled: true\nhttp:\n  addr: {self.registry}\n")
+        try:
+            files = make_files(home, self.registry)
+        except RegistryError as err:
+            raise EngineError(str(err)) from None
         with open(home / "registry.log", "ab") as log:
-            proc = subprocess.Popen(self.nodes[0].wrap([str(binary), "serve", str(config)]), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=log, start_new_session=True)
+            proc = subprocess.Popen(self.nodes[0].wrap([str(binary), "serve", str(files.config)]),
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         self.registry_pidfile.write_text(str(proc.pid))
+        trusted = ssl.create_default_context(cafile=str(files.ca_cert))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://{self.registry}/v2/", timeout=2):
-                    return f"registry at {self.registry}: started (pid {proc.pid})"
+                urllib.request.urlopen(f"https://{self.registry}/v2/", timeout=2, context=trusted).close()
+            except urllib.error.HTTPError as err:
+                if err.code == 401:  # up, over TLS, and asking for its login
+                    return (f"registry at https://{self.registry}: started (pid {proc.pid}); its CA "
+                            f"{files.ca_cert}, user {USER}, password in {files.password_file}")
+                break
             except OSError:
                 if proc.poll() is not None:
                     break
                 time.sleep(0.2)
-        raise EngineError(f"the registry did not answer at {self.registry}; see {home / 'registry.log'}")
+        raise EngineError(f"the registry did not answer at https://{self.registry}; see {home / 'registry.log'}")
 
     def _start_dockerd(self, node: Node) -> str:
         if node.running():
@@ -321,7 +336,6 @@ class Cluster:
         argv = node.wrap(["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', node.name,
                           "dockerd", f"--data-root={node.state / 'data'}", f"--exec-root={node.run_dir / 'exec'}",
                           f"--host={node.docker_host}", f"--pidfile={node.pidfile}", "--storage-driver=overlay2",
-                          f"--insecure-registry={self.registry}",
                           f"--containerd-namespace={node.netns}", f"--containerd-plugins-namespace={node.netns}-p"])
         proc, version = _start_dockerd(argv, node.docker_host, node.state / "dockerd.log")
         return f"{node.name}: started dockerd {version} (pid {proc.pid}) at {node.address}, {node.docker_host}"
@@ -378,6 +392,12 @@ class Cluster:
                 subprocess.run(["iptables", "-D", *rule], capture_output=True, check=False)
                 said.append(f"removed the iptables rule {' '.join(rule)}")
         (self.dir / "nodes.json").unlink(missing_ok=True)
+        trust = CERTS_DIR / self.registry
+        if purge and (trust / "ca.crt").exists():
+            (trust / "ca.crt").unlink()
+            with contextlib.suppress(OSError):
+                trust.rmdir()
+            said.append(f"removed {trust / 'ca.crt'} (the engines' trust in the registry's CA)")
         if purge and self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
             said.append(f"removed {self.dir} (the nodes' images, swarm and volumes)")
@@ -390,7 +410,7 @@ class Cluster:
             said.append(f"{node.name}: {node.address} link {link[1] if len(link) > 1 else 'absent'}, dockerd "
                         f"{'running (pid %s)' % node.dockerd_pid() if node.running() else 'not running'}")
         pid = _read_pid(self.registry_pidfile)
-        said.append(f"registry {self.registry}: {'running' if pid and _pid_alive(pid) else 'not running'}")
+        said.append(f"registry https://{self.registry}: {'running' if pid and _pid_alive(pid) else 'not running'}")
         return said
 
     def cut(self, name: str) -> list[str]:

@@ -17,10 +17,12 @@ the end, pass or fail. Only the section between the markers below is rewritten; 
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -80,19 +82,29 @@ def nodes() -> list[dict]:
 
 
 def pull_all(node: dict, registry: str) -> tuple[float, int, int]:
-    """Pull every inputs-tagged image of the registry on ``node``: (seconds, images, bytes)."""
-    with urllib.request.urlopen(f"http://{registry}/v2/_catalog", timeout=10) as answer:
-        repositories = json.loads(answer.read())["repositories"]
+    """Pull every inputs-tagged image of the registry on ``node``: (seconds, images, bytes). The registry
+    answers over TLS from its CA and to its user only (scripts/lab_registry.py); node's engine has the CA
+    from build.yml."""
+    home = CLUSTER_DIR / "registry"
+    login = {"username": "voltha", "password": (home / "auth" / "password").read_text().strip()}
+    trusted = ssl.create_default_context(cafile=str(home / "tls" / "ca.crt"))
+    basic = "Basic " + base64.b64encode(f"{login['username']}:{login['password']}".encode()).decode()
+
+    def get(path: str) -> dict:
+        request = urllib.request.Request(f"https://{registry}{path}", headers={"Authorization": basic})
+        with urllib.request.urlopen(request, timeout=10, context=trusted) as answer:
+            return json.loads(answer.read())
+
     refs = []
-    for repository in repositories:
-        with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list", timeout=10) as answer:
-            refs += [f"{registry}/{repository}:{tag}" for tag in json.loads(answer.read())["tags"] if tag != "latest"]
+    for repository in get("/v2/_catalog")["repositories"]:
+        refs += [f"{registry}/{repository}:{tag}" for tag in get(f"/v2/{repository}/tags/list")["tags"]
+                 if tag != "latest"]
     client = docker.DockerClient(base_url=node["docker_host"], timeout=600)
     started = time.monotonic()
     size = 0
     for ref in refs:
         repository, tag = ref.rsplit(":", 1)
-        size += client.images.pull(repository, tag=tag).attrs["Size"]
+        size += client.images.pull(repository, tag=tag, auth_config=login).attrs["Size"]
     seconds = time.monotonic() - started
     client.close()
     return seconds, len(refs), size

@@ -33,9 +33,32 @@ def in_node(netns: str, code: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=30)
 
 
-def registry_status(address: str) -> str:
-    return ("import urllib.request\n"
-            f"print(urllib.request.urlopen('http://{address}:5000/v2/', timeout=5).status)")
+def registry_answers(address: str, directory: Path) -> str:
+    """Code that prints how node1's registry answers: over TLS with its CA, GET /v2/ and the start of a push
+    (POST of a blob upload) without a login and with the user's; then GET /v2/ in plaintext."""
+    home = directory / "registry"
+    return f"""
+import base64, json, ssl, urllib.error, urllib.request
+trusted = ssl.create_default_context(cafile={str(home / "tls" / "ca.crt")!r})
+password = open({str(home / "auth" / "password")!r}).read().strip()
+login = "Basic " + base64.b64encode(("voltha:" + password).encode()).decode()
+def ask(method, path, headers, context=trusted, scheme="https"):
+    request = urllib.request.Request(f"{{scheme}}://{address}:5000{{path}}", method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as answer:
+            return [answer.status, ""]
+    except urllib.error.HTTPError as err:
+        body = err.read().decode()
+        return [err.code, json.loads(body)["errors"][0]["code"] if body.startswith("{{") else body.strip()]
+print(json.dumps([ask("GET", "/v2/", {{}}), ask("POST", "/v2/probe/blobs/uploads/", {{}}),
+                  ask("GET", "/v2/", {{"Authorization": login}}),
+                  ask("POST", "/v2/probe/blobs/uploads/", {{"Authorization": login}}),
+                  ask("GET", "/v2/", {{}}, None, "http")]))
+"""
+
+
+REGISTRY_ANSWERS = [[401, "UNAUTHORIZED"], [401, "UNAUTHORIZED"], [200, ""], [202, ""],
+                    [400, "Client sent an HTTP request to an HTTPS server."]]
 
 
 @pytest.fixture
@@ -66,12 +89,17 @@ def test_three_hosts_each_with_its_engine_name_and_address(hosts):
         assert info["DockerRootDir"] == str(directory / node["name"] / "data")
         assert info["Swarm"]["LocalNodeState"] == "inactive"
         assert (directory / node["name"] / "dockerd.log").stat().st_size > 0
-        # Every node reaches node1's registry across the bridge, from its own address.
-        reached = in_node(node["netns"], registry_status(nodes[0]["address"]))
-        assert (reached.returncode, reached.stdout.strip()) == (0, "200"), reached.stderr[-500:]
+        # Every node reaches node1's registry across the bridge, from its own address: over TLS with the
+        # registry's CA, anonymous reads and pushes refused, the user's login accepted, plaintext refused.
+        reached = in_node(node["netns"], registry_answers(nodes[0]["address"], directory))
+        assert (reached.returncode, json.loads(reached.stdout or "null")) == (0, REGISTRY_ANSWERS), reached.stderr
     # And this namespace reaches every node.
-    assert subprocess.run([sys.executable, "-c", registry_status(nodes[0]["address"])], capture_output=True,
-                          text=True, timeout=30).stdout.strip() == "200"
+    here = subprocess.run([sys.executable, "-c", registry_answers(nodes[0]["address"], directory)],
+                          capture_output=True, text=True, timeout=30)
+    assert json.loads(here.stdout or "null") == REGISTRY_ANSWERS, here.stderr
+    # The registry's key and its user's password are for root's eyes only.
+    for secret in ("tls/ca.key", "tls/registry.key", "auth/password", "auth/htpasswd"):
+        assert (directory / "registry" / secret).stat().st_mode & 0o077 == 0, secret
 
 
 def test_up_again_changes_nothing_and_down_removes_everything_once(hosts):
