@@ -313,6 +313,8 @@ class Cluster:
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"https://{self.registry}/v2/", timeout=2, context=trusted).close()
+                raise EngineError(f"the registry at https://{self.registry} answers without its login; see "
+                                  f"{files.config}")
             except urllib.error.HTTPError as err:
                 if err.code == 401:  # up, over TLS, and asking for its login
                     return (f"registry at https://{self.registry}: started (pid {proc.pid}); its CA "

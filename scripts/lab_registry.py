@@ -18,9 +18,11 @@ as a cluster's registry comes before the stack it serves. Standard library and t
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import shutil
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -58,7 +60,11 @@ def bcrypt_line(user: str, password: str) -> str:
     """An htpasswd line the registry accepts (bcrypt: the only scheme it reads)."""
     with warnings.catch_warnings():  # crypt leaves Python in 3.13; this project runs on 3.11
         warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
+        try:
+            import crypt
+        except ImportError:
+            raise RegistryError("the registry's htpasswd needs Python's crypt module (Python 3.11 or 3.12; this is "
+                                f"{sys.version.split()[0]})") from None
     # The registry checks the hash on every request of a push or pull. The password is 144 random bits,
     # which no cost factor makes safer: the lowest one bcrypt allows.
     hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))
@@ -77,12 +83,17 @@ def make_files(home: Path, address: str) -> RegistryFiles:
                  "-keyout", str(files.ca_key), "-out", str(files.ca_cert), "-days", str(CA_DAYS),
                  "-subj", "/CN=voltha-envoy lab registry CA",
                  "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    host = address.rsplit(":", 1)[0]
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        name = f"IP:{host}"
+    except ValueError:
+        name = f"DNS:{host}"
     request = home / "tls" / "registry.csr"
     extensions = home / "tls" / "registry.ext"
     _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", str(files.key), "-out", str(request), "-subj", f"/CN={host}")
-    extensions.write_text(f"subjectAltName=IP:{host}\nextendedKeyUsage=serverAuth\n"
+    extensions.write_text(f"subjectAltName={name}\nextendedKeyUsage=serverAuth\n"
                           "keyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n")
     _openssl("x509", "-req", "-in", str(request), "-CA", str(files.ca_cert), "-CAkey", str(files.ca_key),
              "-set_serial", str(secrets.randbits(63)), "-days", str(CERT_DAYS), "-extfile", str(extensions),

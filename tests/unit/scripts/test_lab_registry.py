@@ -47,3 +47,9 @@ def test_ca_and_password_are_made_once_and_the_certificate_follows_the_address(t
     config = again.config.read_text()
     assert f"addr: 198.18.9.11:5000\n  tls:\n    certificate: {again.cert}\n    key: {again.key}\n" in config
     assert f"auth:\n  htpasswd:\n    realm: voltha-envoy lab registry\n    path: {again.htpasswd}\n" in config
+
+
+def test_a_registry_named_by_host_name_gets_a_dns_name_in_its_certificate(tmp_path):
+    files = make_files(tmp_path / "registry", "registry.lab.example:5000")
+    text = _text(files.cert)
+    assert "DNS:registry.lab.example" in text and "IP Address" not in text
