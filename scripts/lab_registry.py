@@ -18,9 +18,11 @@ as a cluster's registry comes before the stack it serves. Standard library and t
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import warnings
@@ -45,6 +47,15 @@ class RegistryFiles:
         self.cert, self.key = home / "tls" / "registry.crt", home / "tls" / "registry.key"
         self.password_file, self.htpasswd = home / "auth" / "password", home / "auth" / "htpasswd"
         self.config = home / "registry.yml"
+
+    def authorization(self) -> str:
+        """The Authorization header of the registry's user (Basic)."""
+        login = f"{USER}:{self.password_file.read_text().strip()}"
+        return "Basic " + base64.b64encode(login.encode()).decode()
+
+    def trusted(self) -> ssl.SSLContext:
+        """A client context that trusts the registry's CA."""
+        return ssl.create_default_context(cafile=str(self.ca_cert))
 
 
 def _openssl(*args: str) -> None:

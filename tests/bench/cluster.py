@@ -17,12 +17,10 @@ the end, pass or fail. Only the section between the markers below is rewritten; 
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
 import json
 import os
 import re
-import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import docker
 
+from scripts.lab_registry import USER, RegistryFiles
 from tests.bench.harness import machine_facts
 from tests.support import node_loss
 from tests.support.paths import REPO, STATE
@@ -85,14 +84,12 @@ def pull_all(node: dict, registry: str) -> tuple[float, int, int]:
     """Pull every inputs-tagged image of the registry on ``node``: (seconds, images, bytes). The registry
     answers over TLS from its CA and to its user only (scripts/lab_registry.py); node's engine has the CA
     from build.yml."""
-    home = CLUSTER_DIR / "registry"
-    login = {"username": "voltha", "password": (home / "auth" / "password").read_text().strip()}
-    trusted = ssl.create_default_context(cafile=str(home / "tls" / "ca.crt"))
-    basic = "Basic " + base64.b64encode(f"{login['username']}:{login['password']}".encode()).decode()
+    files = RegistryFiles(CLUSTER_DIR / "registry")
+    login = {"username": USER, "password": files.password_file.read_text().strip()}
 
     def get(path: str) -> dict:
-        request = urllib.request.Request(f"https://{registry}{path}", headers={"Authorization": basic})
-        with urllib.request.urlopen(request, timeout=10, context=trusted) as answer:
+        request = urllib.request.Request(f"https://{registry}{path}", headers={"Authorization": files.authorization()})
+        with urllib.request.urlopen(request, timeout=10, context=files.trusted()) as answer:
             return json.loads(answer.read())
 
     refs = []

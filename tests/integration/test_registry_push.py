@@ -4,9 +4,7 @@ latest."""
 
 from __future__ import annotations
 
-import base64
 import json
-import ssl
 import subprocess
 import sys
 import urllib.error
@@ -52,14 +50,10 @@ def registry(tmp_path, docker_client):
 
 def _get(address, files, path="/v2/", login=True):
     """The registry's answer over TLS with its CA: (status, JSON), None when it does not answer."""
-    headers = {}
-    if login:
-        basic = base64.b64encode(f"{USER}:{files.password_file.read_text().strip()}".encode()).decode()
-        headers["Authorization"] = f"Basic {basic}"
+    headers = {"Authorization": files.authorization()} if login else {}
     request = urllib.request.Request(f"https://{address}{path}", headers=headers)
-    trusted = ssl.create_default_context(cafile=str(files.ca_cert))
     try:
-        with urllib.request.urlopen(request, timeout=2, context=trusted) as answer:
+        with urllib.request.urlopen(request, timeout=2, context=files.trusted()) as answer:
             return answer.status, json.loads(answer.read() or b"{}")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"{}")
