@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import EnvoySupervisor
+from envoyd.supervisor import EnvoySupervisor
 from tests.bench.floor import FloorWatcher, bootstrap
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import DEFAULT_KEY
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import (
+from envoyd.settings import (
     OPTIONS,
     SettingsError,
     load_settings,

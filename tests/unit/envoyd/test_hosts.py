@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.hosts import host_state, host_views, state_counts
+from envoyd.hosts import host_state, host_views, state_counts
 
 
 def host(name, port, **health):

@@ -1,10 +1,11 @@
-"""_envoy/confirm.py: Envoy's account of the cds/lds updates, read from its admin API's answers."""
+"""confirm.py: Envoy's account of the cds/lds updates, read from its admin API's answers."""
 
 import json
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import (
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import dump_json
+from envoyd.confirm import (
     STATS_PATH,
     EnvoyRejected,
     NotConfirmed,
@@ -14,7 +15,6 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import
     wait_confirmed,
     warming_clusters,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import dump_json
 
 
 def stats(cds="c1", lds="l1", cds_rejected=0, lds_rejected=0, warming=0):

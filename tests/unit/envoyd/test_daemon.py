@@ -6,8 +6,8 @@ import time
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import ConfigRejected, EnvoyValidator
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.daemon import Daemon
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import load_settings
+from envoyd.daemon import Daemon
+from envoyd.settings import load_settings
 
 
 def test_an_unexpected_error_in_apply_is_logged_and_counted_not_raised(tmp_path, caplog):

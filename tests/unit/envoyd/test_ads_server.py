@@ -8,12 +8,12 @@ pytest.importorskip("envoy.service.discovery.v3.discovery_pb2", reason="xds-prot
 from envoy.service.discovery.v3 import discovery_pb2  # noqa: E402
 from google.rpc import status_pb2  # noqa: E402
 
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.ads_server import AdsServer, Snapshot  # noqa: E402
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import (  # noqa: E402
+from envoyd.ads_server import AdsServer, Snapshot  # noqa: E402
+from envoyd.confirm import (  # noqa: E402
     EnvoyRejected,
     NotConfirmed,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import CLUSTER, ENDPOINTS, LISTENER  # noqa: E402
+from envoyd.xds import CLUSTER, ENDPOINTS, LISTENER  # noqa: E402
 
 
 def snapshot(endpoints=b"e1", clusters=b"c1"):
@@ -28,7 +28,7 @@ class Envoy:
         self.server = server
         with server.changed:
             server.opened += 1
-            from ansible_collections.voltha.envoy.plugins.module_utils._envoy.ads_server import _Stream
+            from envoyd.ads_server import _Stream
 
             self.stream = _Stream(server, server.opened)
             server.streams.append(self.stream)

@@ -13,10 +13,10 @@ import sys
 from ansible_collections.voltha.envoy.plugins.module_utils._common.log_queue import QueuedLog
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.applier import ConfigApplier
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.daemon import Daemon
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.metrics import DaemonMetrics
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import SettingsError, load_settings
+from envoyd.applier import ConfigApplier
+from envoyd.daemon import Daemon
+from envoyd.metrics import DaemonMetrics
+from envoyd.settings import SettingsError, load_settings
 
 LOG = logging.getLogger("envoyd")
 

@@ -86,7 +86,7 @@ class _HostsCollector:
         return [self._family()]
 
     def collect(self):
-        from ansible_collections.voltha.envoy.plugins.module_utils._envoy.hosts import state_counts
+        from envoyd.hosts import state_counts
 
         family = self._family()
         try:

@@ -9,9 +9,9 @@ import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import Core
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import keep_good, sha256_text, write_atomic
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd import applier as applier_module
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.daemon import Daemon
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import load_settings
+from envoyd import applier as applier_module
+from envoyd.daemon import Daemon
+from envoyd.settings import load_settings
 
 GOOD, BAD = "a" * 64, "b" * 64
 CORE_0, CORE_1 = Core("p0", "core-0", "127.0.0.1", 50057), Core("p1", "core-1", "127.0.0.2", 50057)

@@ -1,8 +1,8 @@
-"""_envoyd/metrics.py: the series envoyd exposes on /metrics, in Prometheus' text format."""
+"""metrics.py: the series envoyd exposes on /metrics, in Prometheus' text format."""
 
 import re
 
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.metrics import LATENCY_BUCKETS, DaemonMetrics
+from envoyd.metrics import LATENCY_BUCKETS, DaemonMetrics
 
 # One sample line of the text format 0.0.4: name, optional labels with escaped values, a number.
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? '

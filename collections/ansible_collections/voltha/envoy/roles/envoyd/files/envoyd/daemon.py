@@ -4,7 +4,7 @@
 
 Three parts, as in consul-template: a watcher thread (blocking queries, _consul/watch.py) that only
 reports changes, the main loop that hands the latest value to the applier (applier.py), and the Envoy
-supervisor (_envoy/process.py). The data path never depends on Consul or on good data: on any error
+supervisor (supervisor.py). The data path never depends on Consul or on good data: on any error
 the last good config keeps serving. Started by cli.py.
 """
 
@@ -19,22 +19,22 @@ import time
 
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.blocking import BlockingReader, ConsulHTTPError
 from ansible_collections.voltha.envoy.plugins.module_utils._consul.watch import KeyWatcher, NoKnownLeader, kv_fetcher
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.ads_server import AdsServer
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.hosts import host_views
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import (
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
+from envoyd.ads_server import AdsServer
+from envoyd.applier import ConfigApplier
+from envoyd.hosts import host_views
+from envoyd.metrics import DaemonMetrics
+from envoyd.settings import SettingsError
+from envoyd.status import StatusServer
+from envoyd.supervisor import (
     EnvoyStartError,
     EnvoySupervisor,
     raise_open_files_limit,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import XdsError
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import available as xds_available
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import socket_path as xds_socket_path
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.applier import ConfigApplier
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.metrics import DaemonMetrics
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import SettingsError
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.status import StatusServer
+from envoyd.xds import XdsError
+from envoyd.xds import available as xds_available
+from envoyd.xds import socket_path as xds_socket_path
 
 LOG = logging.getLogger("envoyd")
 

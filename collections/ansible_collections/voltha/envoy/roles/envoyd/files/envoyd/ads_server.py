@@ -30,8 +30,8 @@ except ImportError:  # xds.available() says what is missing
     grpc = ads_pb2_grpc = discovery_pb2 = any_pb2 = None
     _Servicer = object
 
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import EnvoyRejected, NotConfirmed
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import CLUSTER, ENDPOINTS, KINDS, LISTENER
+from envoyd.confirm import EnvoyRejected, NotConfirmed
+from envoyd.xds import CLUSTER, ENDPOINTS, KINDS, LISTENER
 
 _END = object()
 

@@ -1,16 +1,53 @@
-"""The Envoy supervisor with a stand-in Envoy (stand_in_envoy.py): starts, hot restarts, an Envoy that
-exits or never becomes ready at its start, a death and the restart after it, and a drained stop."""
+"""The Envoy supervisor: its small pure parts (how an exit is told, how many sockets an assignment may
+need, the open-files limit), then the supervisor with a stand-in Envoy (stand_in_envoy.py): starts, hot
+restarts, an Envoy that exits or never becomes ready at its start, a death and the restart after it, and a
+drained stop."""
 
 import os
+import resource
 import signal
 import sys
 import time
 
 import pytest
 
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy import process
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import EnvoyStartError, EnvoySupervisor
-from ansible_collections.voltha.envoy.tests.unit.plugins.module_utils._envoy import stand_in_envoy
+from envoyd import supervisor as supervisor_module
+from envoyd.supervisor import (
+    EnvoyStartError,
+    EnvoySupervisor,
+    describe_exit,
+    raise_open_files_limit,
+    sockets_needed,
+)
+from tests.unit.envoyd import stand_in_envoy
+
+
+def test_an_exit_is_told_by_its_signal_or_status():
+    assert describe_exit(-signal.SIGSEGV) == "was killed by SIGSEGV"
+    assert describe_exit(-signal.SIGKILL) == "was killed by SIGKILL"
+    assert describe_exit(1) == "exited with status 1"
+    assert describe_exit(0) == "exited with status 0"
+    assert describe_exit(None) == "is still running"
+
+
+def test_each_core_costs_a_health_check_socket_and_one_per_worker():
+    assert sockets_needed(0, 2) == 64
+    assert sockets_needed(10000, 2) == 30064
+    assert sockets_needed(10000, 1) - sockets_needed(9999, 1) == 2
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        lower = min(soft, 512) if hard == resource.RLIM_INFINITY else min(soft, hard - 1, 512)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
+        before, now = raise_open_files_limit()
+        assert before == lower
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == now
+        assert now == hard or (hard == resource.RLIM_INFINITY and now == lower)
+        assert raise_open_files_limit() == (now, now)  # nothing left to raise
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture
@@ -102,7 +139,7 @@ def test_a_stop_drains_the_listeners_then_ends_every_envoy(supervisor):
 
 def test_the_shared_memory_of_a_dynamic_base_id_is_removed(supervisor, monkeypatch):
     removed = []
-    monkeypatch.setattr(process.os, "unlink", removed.append)
+    monkeypatch.setattr(supervisor_module.os, "unlink", removed.append)
     supervisor.start(config(supervisor, "serve"))
     supervisor.stop(drain_time=0)
     assert removed[-1] == "/dev/shm/envoy_shared_memory_70"

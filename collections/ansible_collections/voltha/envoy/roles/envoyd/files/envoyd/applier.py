@@ -13,15 +13,6 @@ import resource
 import time
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import AssignmentError, distinct_cores
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.ads_server import Snapshot
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.confirm import (
-    STATS_PATH,
-    EnvoyRejected,
-    NotConfirmed,
-    file_version,
-    parse_stats,
-    wait_confirmed,
-)
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.eds import EndpointNames
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     BOOTSTRAP_FILE,
@@ -38,15 +29,24 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     write_atomic,
     write_files,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.process import (
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, RenderError, parse_value
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import ConfigRejected, EnvoyValidator
+from envoyd.ads_server import Snapshot
+from envoyd.confirm import (
+    STATS_PATH,
+    EnvoyRejected,
+    NotConfirmed,
+    file_version,
+    parse_stats,
+    wait_confirmed,
+)
+from envoyd.settings import SettingsError
+from envoyd.supervisor import (
     EnvoyStartError,
     describe_exit,
     sockets_needed,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, RenderError, parse_value
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import ConfigRejected, EnvoyValidator
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import ResourceBuilder, XdsError, ads_bootstrap
-from ansible_collections.voltha.envoy.plugins.module_utils._envoyd.settings import SettingsError
+from envoyd.xds import ResourceBuilder, XdsError, ads_bootstrap
 
 LOG = logging.getLogger("envoyd")
 # A config is on probation for this long after it is applied: when Envoy fails STRIKES times within

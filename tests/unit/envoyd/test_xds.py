@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import parse_assignment
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.xds import (
+from envoyd.xds import (
     ADS_CLUSTER,
     CLUSTER,
     ENDPOINTS,
