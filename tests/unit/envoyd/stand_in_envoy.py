@@ -43,6 +43,9 @@ def main():
             self.wfile.write(body)
 
         def do_GET(self):  # noqa: N802 (http.server's name)
+            if self.path != "/ready":  # any other page: which Envoy answered what
+                self._answer(("epoch %d: %s" % (args.restart_epoch, self.path)).encode())
+                return
             self._answer(b"PRE_INITIALIZING" if behaviour == "never-ready" else b"LIVE")
 
         def do_POST(self):  # noqa: N802

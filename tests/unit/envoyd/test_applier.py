@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import Core
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import keep_good, sha256_text, write_atomic
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import keep_good, write_atomic
 from envoyd import applier as applier_module
 from envoyd.daemon import Daemon
 from envoyd.settings import load_settings
@@ -81,7 +81,7 @@ def test_a_config_that_killed_envoy_is_refused_when_it_comes_again(applier):
     fail(applier)
     applier.judge_failures()
     # Say the config that killed Envoy was VALUE's: it is refused before it reaches Envoy.
-    killer = sha256_text(applier.render(VALUE)[1][0])
+    killer = applier.build(VALUE).sha256
     applier.fatal[killer] = applier.fatal.pop(BAD)
     result = applier.apply(VALUE)
     assert (result.applied, result.reason) == (False, "envoy-died")
@@ -167,12 +167,15 @@ class Supervisor:
     def pids(self):
         return [4242] if self.started else []
 
+    def admin(self, path):
+        raise OSError("no Envoy runs")  # Envoy's word comes from the stand-in wait_confirmed
+
 
 class Validator:
     def __init__(self):
         self.refusal = None
 
-    def validate(self, text, config, fmt):
+    def validate(self, text, config, fmt, kinds=None):
         if self.refusal:
             raise applier_module.ConfigRejected(self.refusal)
         return "stand-in"

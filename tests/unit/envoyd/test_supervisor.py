@@ -90,6 +90,12 @@ def test_a_start_then_hot_restarts_keep_one_envoy_and_its_parent(supervisor):
     third = supervisor.start(config(supervisor, "serve"))
     assert supervisor.pids() == [second.pid, third.pid] and not first.alive()
     assert names(supervisor) == ["start", "hot-restart", "hot-restart"]
+    assert supervisor.admin("/stats?filter=x") == b"epoch 2: /stats?filter=x"  # the current Envoy answers
+
+
+def test_the_admin_api_of_no_envoy_is_an_error(supervisor):
+    with pytest.raises(OSError, match="no Envoy runs"):
+        supervisor.admin("/stats")
 
 
 @pytest.mark.parametrize("behaviour,said", [

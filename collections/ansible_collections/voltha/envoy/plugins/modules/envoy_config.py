@@ -225,13 +225,8 @@ from ansible_collections.voltha.envoy.plugins.module_utils._consul.connection im
     settings_from_params,
 )
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import EnvoyNotFound, find_envoy
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
-    layout_files,
-    secret_files,
-    sha256_text,
-    write_files,
-)
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, RenderError, render_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import write_files
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError, build, renderer_for
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import (
     ConfigRejected,
     EnvoyValidator,
@@ -326,22 +321,11 @@ def initial_mode(mode):
 
 
 def make_renderer(module):
-    template_text = None
-    template = module.params["template"]
-    if template:
-        try:
-            with open(template, "rb") as handle:
-                template_text = handle.read().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            module.fail_json(msg="cannot read the template %s: %s" % (template, getattr(err, "strerror", None) or err))
-    variables = dict(module.params["variables"])
-    if variables.get("tls_cert_file") and not variables.get("sds_dir"):
-        # The TLS listener's SDS files go beside the config by default.
-        dest = os.path.abspath(module.params["dest"])
-        base = dest if module.params["layout"] == "dynamic" else os.path.dirname(dest)
-        variables["sds_dir"] = os.path.join(base, "secrets")
+    # The TLS listener's SDS files go beside the config by default.
+    dest = os.path.abspath(module.params["dest"])
+    base = dest if module.params["layout"] == "dynamic" else os.path.dirname(dest)
     try:
-        return Renderer(template_text, variables, template_name=template or "voltha")
+        return renderer_for(module.params["template"], module.params["variables"], os.path.join(base, "secrets"))
     except RenderError as err:
         module.fail_json(msg=str(err))
 
@@ -376,16 +360,16 @@ def main():
     except AssignmentError as err:
         module.fail_json(msg=str(err), **result)
     try:
-        cores, rendered = render_assignment(renderer, value, params["key"], allowed_networks=networks)
+        built = build(renderer, value, params["key"], networks)
     except AssignmentError as err:
         module.fail_json(msg="bad assignment in %s: %s" % (source, err), **result)
     except RenderError as err:
         module.fail_json(msg=str(err), **result)
-    text, config, fmt = rendered
-    result.update(cores=len(cores), assignment=assignment_to_dict(cores), format=fmt, validated=False)
+    text, config, fmt = built.rendered
+    result.update(cores=len(built.cores), assignment=assignment_to_dict(built.cores), format=fmt, validated=False)
 
     # The TLS listener's SDS files (none without TLS): Envoy reads them when it validates the config.
-    secrets = [(path, data) for path, data in secret_files(renderer.variables) if read_text(path) != data]
+    secrets = [(path, data) for path, data in built.secrets if read_text(path) != data]
     if secrets and not module.check_mode:
         try:
             write_files(secrets)
@@ -397,19 +381,16 @@ def main():
     elif params["validate"]:
         try:
             validator = EnvoyValidator(find_envoy(params["envoy_bin"]), module.tmpdir, use_shape_cache=False)
-            validator.validate(text, config, fmt)
+            validator.validate(text, config, fmt, built.kinds)
         except EnvoyNotFound as err:
             module.fail_json(msg=str(err), **result)
         except ConfigRejected as err:
             module.fail_json(msg="Envoy rejected the config, nothing was written: %s" % err, **result)
         result["validated"] = True
 
-    if params["layout"] == "static":
-        files = [(dest, text)]
-    else:
-        files = layout_files(dest, text, config, fmt, "dynamic")
+    files = [(dest, text)] if params["layout"] == "static" else built.files(dest, "dynamic")
     result["files"] = [path for path, dummy in files]
-    result["checksum"] = sha256_text(text)
+    result["checksum"] = built.sha256
     main_before = read_text(files[0][0])
     before = [main_before] + [read_text(path) for path, dummy in files[1:]]
     to_write = [(path, data) for (path, data), old in zip(files, before) if old != data]
@@ -418,7 +399,7 @@ def main():
                               before_header=files[0][0] if main_before is not None else "/dev/null",
                               after_header=files[0][0])
     changed = bool(to_write) or bool(secrets)
-    result["files"] += [path for path, dummy in secret_files(renderer.variables)]
+    result["files"] += [path for path, dummy in built.secrets]
     if to_write and not module.check_mode:
         try:
             write_files(to_write, mode=initial_mode(params["mode"]))

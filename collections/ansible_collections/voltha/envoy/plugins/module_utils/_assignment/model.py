@@ -9,8 +9,8 @@ name the same host and port.
 Parsing is strict and every error names the prefix, the field and the value, so a bad write in
 Consul can be found and fixed. Cores are kept sorted by prefix: equal data renders equal bytes.
 
-Used by the core_assignment module and lookup, the envoy_config module, envoyd (through
-_envoy/render) and the core simulator.
+Used by the core_assignment module and lookup, the envoy_config module and envoyd (through
+_envoy/render.py's build), and the core simulator.
 """
 
 import ipaddress
@@ -46,8 +46,8 @@ def _show(value, limit=80):
     return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
 
 
-# The kinds of hosts seen last, asked of every host two or three times an apply (parse, render, shape);
-# 10,000 ipaddress parses cost tens of milliseconds. A plain dict of strings, emptied when full: the
+# The kinds of hosts seen last: a change names mostly the hosts of the one before, and 10,000
+# ipaddress parses cost tens of milliseconds. A plain dict of strings, emptied when full: the
 # garbage collector never looks into it, as it would into an lru_cache's 65,536 linked nodes.
 _HOST_KINDS = {}
 HOST_KINDS_KEPT = 32768
@@ -133,9 +133,10 @@ def check_allowed(prefix, host, networks):
         raise _field_error(prefix, "host", host, "is outside the allowed networks (%s)" % _networks_text(networks))
 
 
-def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT, allowed_networks=None):
+def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT, allowed_networks=None, kinds=None):
     """Validate one entry of the assignment and return it as a Core; with ``allowed_networks`` (from
-    parse_networks) its host must be an address inside one of them."""
+    parse_networks) its host must be an address inside one of them. ``kinds`` (a dict) gets the
+    host's kind, so that what comes after the parse need not work it out again."""
     if not isinstance(entry, dict):
         raise AssignmentError("core %s: must be a JSON object with 'id' and 'host', got %s"
                               % (_show(prefix), _show(entry)), prefix=prefix, value=entry)
@@ -150,8 +151,11 @@ def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT, allowed_networks=N
         raise _field_error(prefix, "id", core_id, "must be valid Unicode text (it has a lone surrogate)")
     if not isinstance(host, str):
         raise _field_error(prefix, "host", host, "must be a string")
-    if host_kind(host) is None:
+    kind = host_kind(host)
+    if kind is None:
         raise _field_error(prefix, "host", host, "must be an IP address or a DNS name")
+    if kinds is not None:
+        kinds[host] = kind
     if allowed_networks:
         check_allowed(prefix, host, allowed_networks)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -159,11 +163,12 @@ def parse_core(prefix, entry, default_port=DEFAULT_CORE_PORT, allowed_networks=N
     return Core(prefix, core_id, host, port)
 
 
-def parse_assignment(raw, default_port=DEFAULT_CORE_PORT, allowed_networks=None):
+def parse_assignment(raw, default_port=DEFAULT_CORE_PORT, allowed_networks=None, kinds=None):
     """Parse the stored value (bytes, text, or an already decoded object) into a sorted tuple of Cores.
 
     Raises AssignmentError for anything that is not a non-empty, valid assignment, or that names a
-    host outside ``allowed_networks`` (parse_networks' result; None allows every address).
+    host outside ``allowed_networks`` (parse_networks' result; None allows every address). ``kinds``
+    (a dict) gets each host's kind (host_kind), found once here.
     """
     if isinstance(raw, bytes):
         try:
@@ -184,7 +189,7 @@ def parse_assignment(raw, default_port=DEFAULT_CORE_PORT, allowed_networks=None)
                               value=data)
     if not data:
         raise AssignmentError("assignment has no cores")
-    cores = tuple(parse_core(prefix, data[prefix], default_port, allowed_networks) for prefix in sorted(data))
+    cores = tuple(parse_core(prefix, data[prefix], default_port, allowed_networks, kinds) for prefix in sorted(data))
     seen = {}
     for core in cores:
         other = seen.get(core.id)

@@ -129,13 +129,14 @@ def _versioned(resources):
     return '{"version_info":"%s",%s' % (sha256_text(text)[:16], text[1:])
 
 
-def layout_files(config_dir, text, config, fmt, layout="static"):
-    """Every file of a layout as [(path, text)] in write order; the static bootstrap comes first."""
+def layout_files(config_dir, text, config, fmt, layout="static", names=None):
+    """Every file of a layout as [(path, text)] in write order; the static bootstrap comes first.
+    ``names``: as for dynamic_files."""
     if layout not in LAYOUTS:
         raise ValueError("layout must be one of %s, got %r" % (", ".join(LAYOUTS), layout))
     files = [(static_path(os.path.abspath(config_dir), fmt), text)]
     if layout == "dynamic":
-        files.extend(dynamic_files(config_dir, text, config))
+        files.extend(dynamic_files(config_dir, text, config, names))
     return files
 
 

@@ -7,7 +7,10 @@ JSON scalar (JSON is YAML), so a value from Consul is always one quoted string o
 never add keys, lists or documents to the config. StrictUndefined turns a missing variable into an
 error that names it.
 
-Used by envoyd's applier and settings, and the envoy_config module.
+build() is the one way from an assignment value to what is written: parsed once (model.py), each
+host's kind found once, rendered, with the TLS listener's SDS files, the digest, and the layout's
+files (files.py). Used by envoyd's applier and settings, and the envoy_config module; each validates
+and writes in its own way.
 """
 
 import json
@@ -26,6 +29,11 @@ from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model imp
 from ansible_collections.voltha.envoy.plugins.module_utils._common import durations
 from ansible_collections.voltha.envoy.plugins.module_utils._common.errors import VolthaEnvoyError
 from ansible_collections.voltha.envoy.plugins.module_utils._common.yaml_io import YAMLError, load_yaml
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
+    layout_files,
+    secret_files,
+    sha256_text,
+)
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.template import VOLTHA_TEMPLATE
 
 try:
@@ -288,10 +296,11 @@ class Renderer:
         except jinja2.TemplateSyntaxError as err:
             raise RenderError("template %s line %s: %s" % (template_name, err.lineno, err.message)) from err
 
-    def render(self, cores):
-        """Render the bootstrap for a tuple of Cores; raises RenderError naming the problem."""
+    def render(self, cores, kinds=None):
+        """Render the bootstrap for a tuple of Cores; raises RenderError naming the problem. ``kinds``:
+        {host: kind} from the parse (else each host's kind is found here)."""
         context = dict(self.variables)
-        context.update(template_context(cores, self._uses))
+        context.update(template_context(cores, self._uses, kinds))
         context.update(paced_health_checks(self.variables, context["core_count"]))
         try:
             text = self._template.render(context)
@@ -312,7 +321,7 @@ class Renderer:
         return Rendered(text, config, fmt)
 
 
-def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type")):
+def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type"), kinds=None):
     """What a template gets from the assignment.
 
     cores: one mapping per core (prefix: its first store, prefixes: every store it serves, id, host,
@@ -323,7 +332,7 @@ def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type")):
     A core serving several stores is one endpoint: its share of the calls does not grow with them.
     """
     distinct = distinct_cores(cores)
-    kinds = [host_kind(c.host) for c in distinct]
+    kinds = [kinds[c.host] for c in distinct] if kinds is not None else [host_kind(c.host) for c in distinct]
     context = {"cluster_type": "STATIC" if "dns" not in kinds else "STRICT_DNS", "core_count": len(distinct)}
     if "cores" in uses:
         prefixes = {}
@@ -392,16 +401,53 @@ def load_bootstrap(text, source="config"):
     return data, fmt
 
 
-def render_assignment(renderer, value, key=DEFAULT_KEY, allowed_networks=None):
+class Built(namedtuple("Built", ["cores", "serving", "kinds", "rendered", "secrets", "sha256"])):
+    """One assignment value made ready to write.
+
+    cores: the parsed Cores (every store); serving: one Core per core id (distinct_cores); kinds:
+    {host: "ipv4" | "ipv6" | "dns"}; rendered: the Rendered bootstrap; secrets: [(path, text)] of the
+    SDS files (none without TLS); sha256: the digest of the rendered text (equal data, equal digest).
+    """
+
+    __slots__ = ()
+
+    def files(self, config_dir, layout="static", names=None):
+        """The files of a layout (files.py) as [(path, text)] in write order, the static bootstrap
+        first; ``names``: the eds.EndpointNames kept from one change to the next (dynamic layout)."""
+        text, config, fmt = self.rendered
+        return layout_files(config_dir, text, config, fmt, layout, names)
+
+
+def build(renderer, value, key=DEFAULT_KEY, allowed_networks=None, lap=None):
     """An assignment value (bytes or text from Consul, or decoded data; None: the key does not exist)
-    -> (cores, Rendered); every host inside ``allowed_networks`` when given. Raises AssignmentError or
-    RenderError."""
-    cores = parse_value(renderer, value, key, allowed_networks)
-    return cores, renderer.render(cores)
-
-
-def parse_value(renderer, value, key=DEFAULT_KEY, allowed_networks=None):
-    """The cores of an assignment value, with the renderer's default core port; raises AssignmentError."""
+    -> Built, every host inside ``allowed_networks`` when given. Raises AssignmentError or RenderError.
+    ``lap(stage)``, when given, is called as the parse and the render end (envoyd times them)."""
     if value is None:
         raise AssignmentError("assignment key %s does not exist" % key)
-    return parse_assignment(value, default_port=renderer.variables["core_port"], allowed_networks=allowed_networks)
+    kinds = {}
+    cores = parse_assignment(value, default_port=renderer.variables["core_port"], allowed_networks=allowed_networks,
+                             kinds=kinds)
+    if lap:
+        lap("parse")
+    rendered = renderer.render(cores, kinds)
+    if lap:
+        lap("render")
+    return Built(cores, distinct_cores(cores), kinds, rendered, secret_files(renderer.variables),
+                 sha256_text(rendered.text))
+
+
+def renderer_for(template_path, variables, sds_dir):
+    """The Renderer of a template file (None: the shipped template) and variables; the TLS listener's
+    SDS files go in ``sds_dir`` unless the variables say where. Raises RenderError."""
+    template_text = None
+    if template_path:
+        try:
+            with open(template_path, "rb") as handle:
+                template_text = handle.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise RenderError("cannot read the template %s: %s"
+                              % (template_path, getattr(err, "strerror", None) or err)) from err
+    variables = dict(variables or {})
+    if not variables.get("sds_dir"):
+        variables["sds_dir"] = os.path.abspath(sds_dir)
+    return Renderer(template_text, variables, template_name=template_path or "voltha")

@@ -6,8 +6,6 @@ shapes that let a config Envoy accepted once stand for every config of the same 
 The rendered config is always a complete static bootstrap: that is what Envoy validates
 (``--mode validate`` does not read the files behind ``path_config_source``). Used by envoyd's
 applier and the envoy_config module.
-
-Used by envoyd's applier and the envoy_config module.
 """
 
 import hashlib
@@ -67,17 +65,18 @@ def _cluster_shape(cluster, kinds):
     return dict(cluster, load_assignment=dict(load_assignment, endpoints=localities))
 
 
-def config_shape(config):
+def config_shape(config, kinds=None):
     """A digest of the config with each cluster endpoint reduced to what Envoy checks about it.
 
     Two configs with the same shape differ only in endpoints whose hosts are of the same kinds (IPv4,
     IPv6, DNS name, each checked by the assignment's rules), whose ports are valid and whose
     hostnames are strings, and in how many such endpoints there are. Envoy accepts both or neither,
     so a shape it accepted once need not be validated again. Any other difference is a new shape.
+    ``kinds`` ({host: kind}, from the parse) spares working out the kinds of the assignment's hosts again.
     """
     static = config.get("static_resources")
     if isinstance(static, dict) and isinstance(static.get("clusters"), list):
-        kinds = {}
+        kinds = {} if kinds is None else kinds
         static = dict(static, clusters=[_cluster_shape(c, kinds) for c in static["clusters"]])
         config = dict(config, static_resources=static)
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -94,10 +93,11 @@ class EnvoyValidator:
         self._accepted_shapes = set()
         self.envoy_runs = 0
 
-    def validate(self, text, config=None, fmt="yaml"):
-        """Raise ConfigRejected with Envoy's reason, or return 'envoy' or 'shape-cache' (how it was checked)."""
+    def validate(self, text, config=None, fmt="yaml", kinds=None):
+        """Raise ConfigRejected with Envoy's reason, or return 'envoy' or 'shape-cache' (how it was checked).
+        ``kinds``: the hosts' kinds from the parse (render.Built.kinds), for the shape."""
         config = load_yaml(text) if config is None else config
-        shape = config_shape(config) if self.use_shape_cache else None
+        shape = config_shape(config, kinds) if self.use_shape_cache else None
         if shape is not None and shape in self._accepted_shapes:
             return "shape-cache"
         self.run_envoy(text, fmt)

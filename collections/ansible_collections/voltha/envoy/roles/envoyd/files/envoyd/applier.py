@@ -17,19 +17,15 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.eds import End
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     BOOTSTRAP_FILE,
     dump_json,
-    dynamic_files,
     endpoint_files_named,
     keep_good,
     prune_endpoint_files,
     restore_good,
-    secret_files,
-    sha256_text,
-    static_path,
     subscription_of,
     write_atomic,
     write_files,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, RenderError, parse_value
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import RenderError, build, renderer_for
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import ConfigRejected, EnvoyValidator
 from envoyd.ads_server import Snapshot
 from envoyd.confirm import (
@@ -40,7 +36,6 @@ from envoyd.confirm import (
     parse_stats,
     wait_confirmed,
 )
-from envoyd.settings import SettingsError
 from envoyd.supervisor import (
     EnvoyStartError,
     describe_exit,
@@ -104,16 +99,7 @@ class ConfigApplier:
         self.metrics = metrics
         self.supervisor = supervisor
         self.config_dir = os.path.abspath(settings.config_dir)
-        template_text = None
-        if settings.template:
-            try:
-                with open(settings.template, encoding="utf-8") as handle:
-                    template_text = handle.read()
-            except OSError as err:
-                raise SettingsError("cannot read the template %s: %s" % (settings.template, err.strerror)) from err
-        variables = dict(settings.variables)
-        variables.setdefault("sds_dir", os.path.join(os.path.abspath(self.config_dir), "secrets"))
-        self.renderer = Renderer(template_text, variables, template_name=settings.template or "voltha")
+        self.renderer = renderer_for(settings.template, settings.variables, os.path.join(self.config_dir, "secrets"))
         self.validator = EnvoyValidator(envoy_bin, self.config_dir,
                                         use_shape_cache=settings.validation == "shape-cache")
         self.applied_sha = None  # sha256 of the rendered text applied last (kept instead of megabytes of text)
@@ -131,16 +117,12 @@ class ConfigApplier:
         self.probation = None  # the config applied last, until Envoy has lived PROBATION_S with it
         self.fatal = {}  # sha256 -> when a config made Envoy die (monotonic), FATAL_KEPT at most
 
-    def render(self, value, stages=None):
-        """Value from Consul -> (cores, Rendered); raises AssignmentError or RenderError."""
-        cores = parse_value(self.renderer, value, self.settings.assignment_key, allowed_networks=self.settings.networks)
-        if stages:
-            stages.lap("parse")
-        rendered = self.renderer.render(cores)
-        if stages:
-            stages.lap("render")
+    def build(self, value, stages=None):
+        """Value from Consul -> render.Built; raises AssignmentError or RenderError."""
+        built = build(self.renderer, value, self.settings.assignment_key, self.settings.networks,
+                      stages.lap if stages else None)
         self.metrics.renders.inc()
-        return cores, rendered
+        return built
 
     def apply(self, value, dry_run=False):
         stages = StageClock()
@@ -152,7 +134,7 @@ class ConfigApplier:
 
     def _apply(self, value, dry_run, stages):
         try:
-            cores, (text, config, fmt) = self.render(value, stages)
+            built = self.build(value, stages)
         except AssignmentError as err:
             self.metrics.rejects.labels(reason="assignment").inc()
             return ApplyResult(False, "assignment", str(err))
@@ -160,8 +142,8 @@ class ConfigApplier:
             self.metrics.rejects.labels(reason="render").inc()
             return ApplyResult(False, "render", str(err))
         if dry_run:
-            return ApplyResult(True, "dry-run", text)
-        sha = sha256_text(text)
+            return ApplyResult(True, "dry-run", built.rendered.text)
+        sha = built.sha256
         if sha == self.applied_sha:
             self.metrics.unchanged.inc()
             return ApplyResult(False, "unchanged")
@@ -173,21 +155,21 @@ class ConfigApplier:
         try:
             # The TLS listener's SDS files name only the certificate files: written before Envoy
             # validates (it reads them) and left as they are when unchanged.
-            write_files(secret_files(self.renderer.variables))
+            write_files(built.secrets)
         except OSError as err:
             self.metrics.rejects.labels(reason="apply").inc()
             return ApplyResult(False, "apply", "cannot write the TLS secret files: %s" % err)
         try:
-            how = self.validator.validate(text, config, fmt)
+            how = self.validator.validate(*built.rendered, kinds=built.kinds)
         except ConfigRejected as err:
             self.metrics.rejects.labels(reason="envoy").inc()
             return ApplyResult(False, "envoy", str(err))
         stages.lap("validate")
         self.metrics.validations.labels(by=how).inc()
-        serving = len(distinct_cores(cores))  # a core serving several stores counts once
+        serving = len(built.serving)  # a core serving several stores counts once
         self._check_sockets(serving)
         try:
-            expected = self.write_and_reload(text, config, fmt)
+            expected = self.write_and_reload(built)
         except EnvoyStartError as err:
             # An Envoy that does not come up with these files must not find them at its next start.
             if not self._restore_good_state():
@@ -217,7 +199,7 @@ class ConfigApplier:
                 self.metrics.rejects.labels(reason="envoy-rejected").inc()
                 return ApplyResult(False, "envoy-rejected", "%s; %s" % (err, restored))
             stages.lap("confirm")
-        self.applied_sha, self.applied_cores = sha, cores
+        self.applied_sha, self.applied_cores = sha, built.cores
         if not expected and (self.envoy_update or {}).get("state") == "died":
             self.envoy_update = None  # nothing to confirm (hot restart): a live Envoy serves this config
         if self.supervisor is not None:
@@ -243,26 +225,26 @@ class ConfigApplier:
             LOG.info("%d cores fit Envoy's open-files limit of %d", cores, self.open_files)
         self.sockets_short = short
 
-    def write_and_reload(self, text, config, fmt):
-        """Write the validated config; reload Envoy the way the settings say (no Envoy with --once).
+    def write_and_reload(self, built):
+        """Write a validated render.Built; reload Envoy the way the settings say (no Envoy with --once).
 
         Returns the versions Envoy must confirm ({"cds": version, "lds": version}), or None when
         nothing is to be confirmed (hot restart, --once, confirmation off)."""
-        static = static_path(self.config_dir, fmt)
         reload = self.settings.reload
         confirming = (reload != "hot-restart" and self.supervisor is not None and self.settings.confirm_timeout_s > 0)
         snapshot, names_before = None, self.endpoint_names.state()
+        # The static bootstrap first, in every mode; the dynamic mode's files after it.
+        (static, text), *files = built.files(self.config_dir, "dynamic" if reload == "dynamic" else "static",
+                                             self.endpoint_names)
         if reload == "xds":
+            config = built.rendered.config
             snapshot = Snapshot(self.builder.build(config))  # the resources encoded once, here
             bootstrap = ads_bootstrap(config, self.ads.socket_path if self.ads else "xds.sock")
             files = [(os.path.join(self.config_dir, BOOTSTRAP_FILE), dump_json(bootstrap))]
         elif reload == "dynamic":
-            files = dynamic_files(self.config_dir, text, config, self.endpoint_names)
             # The endpoint files of older clusters go; those the files in place name stay (they are
             # what a refusal goes back to), as do the new ones.
             prune_endpoint_files(self.config_dir, endpoint_files_named(self.config_dir) + [p for p, _t in files])
-        else:
-            files = []
         if self.supervisor is not None and not self._applied_failed():
             # The files as they are now are the ones to go back to; not when Envoy failed since they
             # were applied: then the good files kept before them stay.
@@ -301,13 +283,10 @@ class ConfigApplier:
         return None
 
     def _admin(self, path):
-        current = self.supervisor.current
-        if current is None:
-            raise OSError("no Envoy runs")
         gone = self._envoy_gone()
         if gone:  # no use waiting for a dead Envoy's word
             raise NotConfirmed(gone)
-        return current.admin(path, timeout=2.0)
+        return self.supervisor.admin(path)
 
     def confirm(self, expected):
         """Wait until Envoy serves the expected versions; EnvoyRejected when it refuses one. An Envoy

@@ -117,10 +117,9 @@ class Daemon:
 
     def envoy_admin(self, path):
         """The body of a GET on the serving Envoy's admin API."""
-        current = self.supervisor.current if self.supervisor else None
-        if current is None:
+        if self.supervisor is None:
             raise OSError("no Envoy runs")
-        return current.admin(path, timeout=2.0)
+        return self.supervisor.admin(path)
 
     def envoy_hosts(self):
         """What the serving Envoy thinks of each core (HostViews), from its admin API."""

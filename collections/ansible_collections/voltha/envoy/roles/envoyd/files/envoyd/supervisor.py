@@ -161,6 +161,13 @@ class EnvoySupervisor:
         current = self.current
         return bool(current and current.alive() and current.live_at)
 
+    def admin(self, path):
+        """The body of a GET on the current Envoy's admin API; OSError when none runs."""
+        current = self.current
+        if current is None:
+            raise OSError("no Envoy runs")
+        return current.admin(path, timeout=2.0)
+
     def pids(self):
         return [g.pid for g in self.generations if g.alive()]
 

@@ -18,7 +18,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import (
     layout_files,
     sha256_text,
 )
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, render_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import Renderer, build
 from ansible_collections.voltha.envoy.plugins.modules import envoy_config
 from ansible_collections.voltha.envoy.tests.unit.plugins.modules.utils import ModuleHarness, catch_module_exits
 
@@ -247,7 +247,7 @@ def test_dynamic_layout_writes_the_files_envoyd_writes(tmp_path):
     expected = [conf + "/envoy.json", conf + "/xds/eds/voltha-grpc@0.json", conf + "/xds/cds.json",
                 conf + "/xds/lds.json", conf + "/bootstrap.json"]
     assert result["files"] == expected
-    cores, rendered = render_assignment(Renderer(), CORES)
+    rendered = build(Renderer(), CORES).rendered
     for path, text in layout_files(conf, rendered.text, rendered.config, rendered.format, "dynamic"):
         assert open(path).read() == text
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
@@ -259,7 +259,7 @@ def test_dynamic_layout_writes_the_files_envoyd_writes(tmp_path):
 
 
 def test_layout_files_static_and_dynamic(tmp_path):
-    cores, (text, config, fmt) = render_assignment(Renderer(), CORES)
+    text, config, fmt = build(Renderer(), CORES).rendered
     static = layout_files(str(tmp_path), text, config, fmt)
     assert static == [(str(tmp_path / "envoy.json"), text)]
     dynamic = layout_files(str(tmp_path), text, config, fmt, "dynamic")
@@ -268,8 +268,8 @@ def test_layout_files_static_and_dynamic(tmp_path):
     eds, cds, lds, bootstrap = (json.loads(text) for path, text in dynamic[1:])
     assert bootstrap["dynamic_resources"]["cds_config"]["path_config_source"]["path"] == str(tmp_path / "xds/cds.json")
     assert len({eds["version_info"], cds["version_info"], lds["version_info"]}) == 3  # each a digest of its own
-    other_cores, (other_text, other_config, other_fmt) = render_assignment(
-        Renderer(), dict(CORES, vcore3={"id": "core-3", "host": "10.0.1.7"}))
+    other_cores = dict(CORES, vcore3={"id": "core-3", "host": "10.0.1.7"})
+    other_text, other_config, other_fmt = build(Renderer(), other_cores).rendered
     other = layout_files(str(tmp_path), other_text, other_config, other_fmt, "dynamic")
     assert other[1][1] != dynamic[1][1]  # the cores changed: their endpoints file changes
     assert other[2:] == dynamic[2:]  # clusters and listeners did not: Envoy rebuilds no cluster
@@ -277,9 +277,9 @@ def test_layout_files_static_and_dynamic(tmp_path):
         layout_files(str(tmp_path), text, config, fmt, "other")
 
 
-def test_render_assignment_names_a_missing_key():
+def test_build_names_a_missing_key():
     with pytest.raises(ValueError, match="assignment key some/key does not exist"):
-        render_assignment(Renderer(), None, "some/key")
+        build(Renderer(), None, "some/key")
 
 
 def test_write_files_creates_directories_and_reports_changes(tmp_path):

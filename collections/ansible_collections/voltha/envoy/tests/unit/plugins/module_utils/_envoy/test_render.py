@@ -6,17 +6,26 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import Core, parse_assignment
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment import model
+from ansible_collections.voltha.envoy.plugins.module_utils._assignment.model import (
+    AssignmentError,
+    Core,
+    parse_assignment,
+)
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.files import layout_files, secret_files, sha256_text
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import (
     DEFAULT_VARIABLES,
     EndpointList,
     Renderer,
     RenderError,
     _json_scalar,
+    build,
     merge_variables,
     paced_health_checks,
     parse_variables,
+    renderer_for,
 )
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.validate import config_shape
 
 LONG = "y" * 10000
 
@@ -427,3 +436,55 @@ def test_renderer_checks_variables():
     with pytest.raises(RenderError, match="core_port"):
         Renderer(variables={"core_port": "x"})
     assert Renderer(variables={"core_port": "7"}).variables["core_port"] == 7
+
+
+# ------------------------------------------------------------------ build
+
+
+def test_build_parses_renders_and_digests_a_value_once(tmp_path, monkeypatch):
+    value = json.dumps({"a": {"id": "one", "host": "10.0.0.1"}, "b": {"id": "one", "host": "10.0.0.1"},
+                        "c": {"id": "two", "host": "core.example", "port": 7}})
+    asked = []
+    kind_of = model._kind_of
+    monkeypatch.setattr(model, "_kind_of", lambda host: asked.append(host) or kind_of(host))
+    monkeypatch.setattr(model, "_HOST_KINDS", {})
+    renderer = Renderer(variables={"core_port": 50999})
+    laps = []
+    built = build(renderer, value, lap=laps.append)
+    assert laps == ["parse", "render"]
+    assert [c.prefix for c in built.cores] == ["a", "b", "c"] and built.cores[0].port == 50999
+    assert [c.id for c in built.serving] == ["one", "two"]  # a core serving two stores is one upstream
+    assert built.kinds == {"10.0.0.1": "ipv4", "core.example": "dns"}
+    assert built.rendered == renderer.render(parse_assignment(value, default_port=50999))
+    assert built.sha256 == sha256_text(built.rendered.text)
+    assert built.secrets == []
+    text, config, fmt = built.rendered
+    assert config_shape(config, built.kinds) == config_shape(config)
+    assert sorted(asked) == ["10.0.0.1", "core.example"]  # each host's kind found once: parse, render, shape
+    assert built.files(str(tmp_path), "dynamic") == layout_files(str(tmp_path), text, config, fmt, "dynamic")
+    assert built.files(str(tmp_path)) == [(str(tmp_path / "envoy.json"), text)]
+
+
+def test_build_refuses_a_missing_key_and_bad_data_by_name():
+    with pytest.raises(AssignmentError, match="assignment key some/key does not exist"):
+        build(Renderer(), None, "some/key")
+    with pytest.raises(AssignmentError, match="core \"a\": field 'host' must be an IP address or a DNS name"):
+        build(Renderer(), {"a": {"id": "x", "host": "-bad-"}})
+    with pytest.raises(AssignmentError, match="outside the allowed networks"):
+        build(Renderer(), {"a": {"id": "x", "host": "10.0.0.1"}}, allowed_networks=model.parse_networks("10.1.0.0/16"))
+
+
+def test_renderer_for_reads_the_template_and_puts_the_secrets_beside_the_config(tmp_path):
+    template = tmp_path / "t.j2"
+    template.write_text('{"n": {{ core_count }}, "dir": {{ sds_dir }}}\n')
+    renderer = renderer_for(str(template), {"tls_cert_file": "/c.pem", "tls_key_file": "/k.pem"}, str(tmp_path / "s"))
+    assert renderer.template_name == str(template)
+    built = build(renderer, {"a": {"id": "x", "host": "10.0.0.1"}})
+    assert built.rendered.config == {"n": 1, "dir": str(tmp_path / "s")}
+    assert built.secrets == secret_files(renderer.variables)
+    assert [path for path, _text in built.secrets] == [str(tmp_path / "s" / "nbi_certificate.json")]
+    assert renderer_for(None, {"sds_dir": "/elsewhere"}, "/ignored").variables["sds_dir"] == "/elsewhere"
+    assert renderer_for(None, {}, "rel").variables["sds_dir"] == str(tmp_path.cwd() / "rel")
+    missing = tmp_path / "missing.j2"
+    with pytest.raises(RenderError, match="cannot read the template %s: No such file or directory" % missing):
+        renderer_for(str(missing), {}, str(tmp_path))
