@@ -18,7 +18,11 @@ import threading
 from pathlib import Path
 
 from ansible_collections.voltha.envoy.plugins.module_utils._envoy.binary import find_envoy
-from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import merge_variables, paced_health_checks
+from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import (
+    merge_variables,
+    paced_health_checks,
+    panic_threshold,
+)
 from tests.bench.harness import admin_stat
 from tests.support.processes import ManagedProcess, free_port, wait_for
 
@@ -43,7 +47,8 @@ def cluster(cores: dict) -> dict:
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}}}},
         "health_checks": [checks],
-        "common_lb_config": {"healthy_panic_threshold": {"value": shipped["healthy_panic_threshold"]}},
+        "common_lb_config": {"healthy_panic_threshold": {
+            "value": panic_threshold(shipped["healthy_panic_threshold"], len(cores))}},
         "load_assignment": {"cluster_name": CLUSTER, "endpoints": [{"lb_endpoints": endpoints}]},
     }
 

@@ -94,12 +94,10 @@ DEFAULT_VARIABLES = {
     "outlier_base_ejection_time": "1s",
     "outlier_max_ejection_time": "10s",
     "outlier_max_ejection_percent": 50,
-    # Below this share of healthy cores Envoy sends to every core, healthy or not (its panic mode, 50
-    # by its own default: a node lost with two of three cores would keep getting calls). Envoy counts
-    # the share in whole percent of 1.4 x healthy / all, so 1 panics only when fewer than 1 core in
-    # 140 passes: none of up to 140. Cores that all fail their checks at once (a host too busy to
-    # answer a check in time) still get calls; 0 answers "no healthy upstream" then.
-    "healthy_panic_threshold": 1,
+    # Below this percent of cores passing their checks Envoy sends to every core, healthy or not (its
+    # panic mode, 50 by its own default: a node lost with two of three cores would keep getting calls).
+    # "auto": panic only when no core passes (see panic_threshold).
+    "healthy_panic_threshold": "auto",
     # How long Envoy may hold a change of a core's health before its workers see it (its own default,
     # 1s, merges changes that come within a second of the last one): a core that failed its checks
     # would keep getting calls that long. 0s: at once.
@@ -241,13 +239,16 @@ def merge_variables(overrides):
         merged[name] = "" if zero_is_off and written == "0s" else written
     for name, (lowest, highest) in _COUNT_VARIABLES.items():
         value = merged[name]
+        if name == "healthy_panic_threshold" and value == "auto":
+            continue
         try:
             number = None if isinstance(value, bool) else int(value)
         except (TypeError, ValueError):
             number = None
         if number is None or not lowest <= number <= highest:
-            raise RenderError("template variable %s must be an integer from %d to %d, got %s"
-                              % (name, lowest, highest, json.dumps(value)))
+            raise RenderError("template variable %s must be %san integer from %d to %d, got %s"
+                              % (name, "auto or " if name == "healthy_panic_threshold" else "", lowest, highest,
+                                 json.dumps(value)))
         merged[name] = number
     for pattern in merged["read_methods"]:
         try:
@@ -302,6 +303,8 @@ class Renderer:
         context = dict(self.variables)
         context.update(template_context(cores, self._uses, kinds))
         context.update(paced_health_checks(self.variables, context["core_count"]))
+        context["healthy_panic_threshold"] = panic_threshold(self.variables["healthy_panic_threshold"],
+                                                             context["core_count"])
         try:
             text = self._template.render(context)
         except jinja2.UndefinedError as err:
@@ -382,6 +385,25 @@ def paced_health_checks(variables, core_count):
     jitter = min(paced / 5, MAX_INITIAL_JITTER_S)
     return {"health_check_interval": durations.envoy_duration(paced),
             "health_check_initial_jitter": durations.envoy_duration(jitter) if jitter >= 0.001 else ""}
+
+
+# The most cores for which a panic threshold of 1 panics only when none passes: Envoy panics when
+# 100.0 x passing / all is below the threshold, a whole percent (the least that panics at all is 1).
+PANIC_ONLY_WHEN_NONE_UP_TO = 100
+
+
+def panic_threshold(value, core_count):
+    """The healthy_panic_threshold Envoy gets for this many cores: as set, or for "auto" the one under
+    which Envoy sends calls to every core only when none passes its checks.
+
+    That is 1 with up to 100 cores: cores that all miss their checks at once (a host too busy to answer
+    one in time) still get calls, where 0 answers "no healthy upstream". With more cores, 1 would panic
+    as soon as fewer than one in a hundred pass, and send most calls to cores that failed theirs, so
+    then it is 0: calls go to the cores that pass, however few.
+    """
+    if value != "auto":
+        return value
+    return 1 if core_count <= PANIC_ONLY_WHEN_NONE_UP_TO else 0
 
 
 def load_bootstrap(text, source="config"):

@@ -22,6 +22,7 @@ from ansible_collections.voltha.envoy.plugins.module_utils._envoy.render import 
     build,
     merge_variables,
     paced_health_checks,
+    panic_threshold,
     parse_variables,
     renderer_for,
 )
@@ -210,7 +211,9 @@ def test_each_means_turns_off_with_an_empty_value():
     ("health_check_unhealthy_threshold", 0, "health_check_unhealthy_threshold must be an integer from 1 to 100"),
     ("outlier_max_ejection_percent", "half", "outlier_max_ejection_percent must be an integer from 0 to 100"),
     ("retry_budget_percent", True, "retry_budget_percent must be an integer from 0 to 100, got true"),
-    ("healthy_panic_threshold", 101, "healthy_panic_threshold must be an integer from 0 to 100, got 101"),
+    ("healthy_panic_threshold", 101, "healthy_panic_threshold must be auto or an integer from 0 to 100, got 101"),
+    ("healthy_panic_threshold", "never", 'healthy_panic_threshold must be auto or an integer from 0 to 100, '
+                                         'got "never"'),
     ("health_check_max_rate", -1, "health_check_max_rate must be an integer from 0 to 1000000, got -1"),
     ("lb_update_merge_window", "soon", "lb_update_merge_window must be a duration such as 250ms, 30s, 1m30s or 30 "
                                        "(seconds), got 'soon' (empty leaves Envoy's default)"),
@@ -488,3 +491,15 @@ def test_renderer_for_reads_the_template_and_puts_the_secrets_beside_the_config(
     missing = tmp_path / "missing.j2"
     with pytest.raises(RenderError, match="cannot read the template %s: No such file or directory" % missing):
         renderer_for(str(missing), {}, str(tmp_path))
+
+
+def test_the_panic_threshold_sends_to_every_core_only_when_none_passes():
+    def threshold(count, **variables):
+        [cluster] = Renderer(variables=variables).render(many_cores(count)).config["static_resources"]["clusters"]
+        return cluster["common_lb_config"]["healthy_panic_threshold"]["value"]
+
+    # Envoy panics when 100.0 x passing / all is below it: with 100 cores one passing is 1 %, not below 1.
+    assert threshold(3) == threshold(100) == 1
+    assert threshold(101) == threshold(10000) == 0  # 1 would panic with 1 of 101 passing
+    assert threshold(101, healthy_panic_threshold="50") == threshold(3, healthy_panic_threshold=50) == 50
+    assert panic_threshold("auto", 0) == 1 and panic_threshold(0, 5) == 0
