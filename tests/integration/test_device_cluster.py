@@ -6,6 +6,7 @@ front, gRPC calls through Envoy and straight to each core.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -13,11 +14,13 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 from voltha_protos import common_pb2, device_pb2
+from voltha_protos import openflow_13_pb2 as of
 
 from tests.support.consul_faults import CallLoad
 from tests.support.grpc_client import NbiClient
 from tests.support.processes import wait_for
 from tests.support.sim_cores import assigned
+from voltha_core_sim import nbi_client
 from voltha_core_sim.devices import store_of
 
 pytestmark = pytest.mark.slow
@@ -45,6 +48,93 @@ def code_of(call) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as info:
         call()
     return info.value.code(), info.value.details()
+
+
+def trap(cookie, command=of.OFPFC_ADD):
+    """A flow_mod as an SDN controller sends one: packets in on the NNI go to the controller."""
+    mod = of.ofp_flow_mod(command=command, cookie=cookie, priority=1000, table_id=0)
+    field = mod.match.oxm_fields.add(oxm_class=of.OFPXMC_OPENFLOW_BASIC)
+    field.ofb_field.type, field.ofb_field.port = of.OFPXMT_OFB_IN_PORT, 129
+    mod.instructions.add(type=of.OFPIT_APPLY_ACTIONS).actions.actions.add(
+        type=of.OFPAT_OUTPUT).output.port = of.OFPP_CONTROLLER
+    return mod
+
+
+def test_an_operators_session_with_an_olt_answers_alike_from_every_core(consul_agent, start_cores, start_envoyd, keys):
+    """Create and enable an OLT, then what an operator looks at next (its ports, its logical device and that
+    device's ports, flows, PM configs, the adapter), asked through Envoy and of every core; disable, delete."""
+    cores, envoyd = cluster(consul_agent, start_cores, start_envoyd, keys)
+    nbi = NbiClient(envoyd.nbi)
+    clients = [nbi] + [NbiClient(f"127.0.0.1:{core.port}") for core in cores]
+    try:
+        olt = nbi.create("simulated_olt", "10.1.0.1:9191")[0]
+        assert nbi.call("ListDevicePorts", common_pb2.ID(id=olt.id))[0].items == []  # pre-provisioned: no ports yet
+        assert nbi.call("ListLogicalDevices", empty_pb2.Empty())[0].items == []
+        nbi.change("enable", olt.id)
+        logical_id = nbi.call("ListLogicalDevices", empty_pb2.Empty())[0].items[0].id
+        for n, client in enumerate(clients[1:]):  # a flow through each core: each hands it to the OLT's
+            client.call("UpdateLogicalDeviceFlowTable", of.FlowTableUpdate(id=logical_id, flow_mod=trap(n)))
+        answered = set()
+        for client in clients:
+            ports, core = client.call("ListDevicePorts", common_pb2.ID(id=olt.id))
+            answered.add(core)
+            assert [(p.port_no, device_pb2.Port.PortType.Name(p.type), p.admin_state, p.oper_status)
+                    for p in ports.items] == [(2, "ETHERNET_NNI", ADMIN.ENABLED, OPER.ACTIVE),
+                                              (1, "PON_OLT", ADMIN.ENABLED, OPER.ACTIVE)]
+            [logical] = client.call("ListLogicalDevices", empty_pb2.Empty())[0].items
+            assert logical.root_device_id == olt.id and store_of(logical.id) == store_of(olt.id)
+            assert client.call("GetLogicalDevice", common_pb2.ID(id=logical.id))[0] == logical
+            [nni] = client.call("ListLogicalDevicePorts", common_pb2.ID(id=logical.id))[0].items
+            assert (nni.id, nni.device_id, nni.device_port_no, nni.root_port, nni.ofp_port.port_no) == (
+                "nni", olt.id, 2, True, 129)
+            table = client.call("ListLogicalDeviceFlows", common_pb2.ID(id=logical.id))[0]
+            assert [(f.cookie, f.priority) for f in table.items] == [(0, 1000), (1, 1000), (2, 1000)]
+            assert client.call("ListDeviceFlows", common_pb2.ID(id=olt.id))[0] == table  # one OLT: the same table
+            configs = client.call("ListDevicePmConfigs", common_pb2.ID(id=olt.id))[0]
+            assert (configs.id, configs.default_freq, len(configs.metrics)) == (olt.id, 150, 18)
+            [adapter] = client.call("ListAdapters", empty_pb2.Empty())[0].items
+            assert abs(adapter.last_communication - time.time()) < 60
+        assert answered == {c.core_id for c in cores}  # every core answered for the OLT of one store
+        # The operator's client: what it prints, and its --json.
+        lines = nbi_client.run(nbi, "ports", [olt.id], 1, 5.0, False)
+        assert lines[0].startswith(f"{olt.id} (core ") and [line.split()[:4] for line in lines[2:]] == [
+            ["2", "ETHERNET_NNI", "ENABLED", "ACTIVE"], ["1", "PON_OLT", "ENABLED", "ACTIVE"]]
+        listed = nbi_client.run(nbi, "logical-devices", [], 1, 5.0, False)
+        assert listed[0].split()[::2] == [logical.id, "root"] and listed[0].endswith(olt.id)
+        assert listed[1].startswith("1 logical device(s), core ")
+        assert json.loads(nbi_client.run(nbi, "logical-devices", [], 1, 5.0, True)[0])["logical_devices"][0][
+            "root_device_id"] == olt.id
+        [ports_doc] = nbi_client.run(nbi, "logical-ports", [logical.id], 1, 5.0, True)
+        assert json.loads(ports_doc)["logical-ports"]["items"][0]["ofp_port"]["port_no"] == 129
+        nbi.call("UpdateLogicalDeviceFlowTable", of.FlowTableUpdate(id=logical.id, flow_mod=trap(
+            1, of.OFPFC_DELETE_STRICT)))
+        listed_flows = nbi_client.run(nbi, "logical-flows", [logical.id], 1, 5.0, False)
+        assert [line.split(",")[2] for line in listed_flows[1:-1]] == [" cookie 0", " cookie 2"]
+        assert listed_flows[-1] == "2 flow(s)"
+        code, details = code_of(lambda: nbi.call("UpdateLogicalDeviceFlowTable", of.FlowTableUpdate(
+            id=logical.id, flow_mod=trap(3, of.OFPFC_MODIFY))))
+        assert (code, details) == (grpc.StatusCode.UNIMPLEMENTED, "flow_mod command OFPFC_MODIFY is not simulated "
+                                                                  "(ADD, DELETE and DELETE_STRICT are)")
+        configs = nbi_client.run(nbi, "pm-configs", [olt.id], 1, 5.0, False)
+        assert configs[1] == "default_freq 150, grouped false, freq_override false" and len(configs) == 20
+        nbi.change("disable", olt.id)
+        for client in clients:
+            ports = client.call("ListDevicePorts", common_pb2.ID(id=olt.id))[0].items
+            assert [(p.admin_state, p.oper_status) for p in ports] == [(ADMIN.DISABLED, OPER.UNKNOWN)] * 2
+            assert client.call("ListLogicalDevices", empty_pb2.Empty())[0].items == []
+            code, details = code_of(lambda c=client: c.call("GetLogicalDevice", common_pb2.ID(id=logical.id)))
+            assert (code, details) == (grpc.StatusCode.NOT_FOUND, f"logical device {logical.id!r} not found")
+            assert client.call("ListDeviceFlows", common_pb2.ID(id=olt.id))[0] == of.Flows()  # gone with it
+        nbi.change("delete", olt.id)
+        for client in clients:
+            code, details = code_of(lambda c=client: c.call("ListDevicePorts", common_pb2.ID(id=olt.id)))
+            assert (code, details) == (grpc.StatusCode.NOT_FOUND, f"device {olt.id!r} not found")
+        code, details = code_of(lambda: nbi.call("SelfTest", common_pb2.ID(id=olt.id)))
+        assert (code, details) == (grpc.StatusCode.UNIMPLEMENTED,
+                                   "voltha.VolthaService/SelfTest is not simulated by this core")
+    finally:
+        for client in clients:
+            client.close()
 
 
 def test_every_core_lists_and_reads_every_device(consul_agent, start_cores, start_envoyd, keys):
@@ -104,8 +194,13 @@ def test_bad_requests_and_unknown_methods(consul_agent, start_cores, start_envoy
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "'id'" in details
         code, details = code_of(lambda: nbi.call("EnableDevice", common_pb2.ID()))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "'id'" in details
-        code, details = code_of(lambda: nbi.call("ListLogicalDevices", empty_pb2.Empty()))
-        assert code == grpc.StatusCode.UNIMPLEMENTED and "ListLogicalDevices" in details
+        code, details = code_of(lambda: nbi.call("GetImages", common_pb2.ID(id="vcore-0:" + "0" * 12)))
+        assert (code, details) == (grpc.StatusCode.UNIMPLEMENTED,
+                                   "voltha.VolthaService/GetImages is not simulated by this core")
+        assert code_of(lambda: nbi.call("ListLogicalDevicePorts", common_pb2.ID(id="nonsense"))) == (
+            grpc.StatusCode.NOT_FOUND, "logical device 'nonsense' not found")
+        assert code_of(lambda: nbi.call("ListDevicePorts", common_pb2.ID())) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "field 'id' is required, got ''")
         adapters, _ = nbi.call("ListAdapters", empty_pb2.Empty())
         types, _ = nbi.call("ListDeviceTypes", empty_pb2.Empty())
         assert [a.id for a in adapters.items] == ["simulated"]

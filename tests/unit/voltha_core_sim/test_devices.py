@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from voltha_protos import common_pb2, device_pb2
@@ -85,4 +87,7 @@ def test_ids_and_prefixes():
 
 def test_the_adapter_and_its_types():
     assert [a.id for a in devices.adapters().items] == [devices.ADAPTER_ID]
+    [adapter] = devices.adapters(now=1765000000.25).items
+    assert adapter.last_communication == 1765000000  # Unix seconds, as voltctl reads them
+    assert abs(devices.adapters().items[0].last_communication - time.time()) < 5  # in-process: heard just now
     assert {t.id for t in devices.device_types().items} == set(devices.DEVICE_TYPES)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 
 import grpc
 from google.protobuf import json_format
@@ -126,7 +127,10 @@ def disabled(device: device_pb2.Device) -> device_pb2.Device:
         raise DeviceError(grpc.StatusCode.FAILED_PRECONDITION,
                           f"device {device.id!r} cannot be disabled in admin state "
                           f"{_state(ADMIN, device.admin_state)}")
-    return _with(device, ADMIN.DISABLED, OPER.UNKNOWN, CONNECT.REACHABLE)
+    changed = _with(device, ADMIN.DISABLED, OPER.UNKNOWN, CONNECT.REACHABLE)
+    if changed.root:
+        changed.ClearField("custom")  # its logical device is gone (olt.py), and its flow table with it
+    return changed
 
 
 def rebooted(device: device_pb2.Device) -> device_pb2.Device:
@@ -157,9 +161,13 @@ def from_json(text: str | bytes) -> device_pb2.Device:
     return json_format.Parse(text, device_pb2.Device(), ignore_unknown_fields=True)
 
 
-def adapters() -> adapter_pb2.Adapters:
+def adapters(now: float | None = None) -> adapter_pb2.Adapters:
+    """The simulated adapter. It runs inside the core, so its last communication with the core is now
+    (Unix seconds, as VOLTHA's voltctl reads the field)."""
+    heard = int(time.time() if now is None else now)
     return adapter_pb2.Adapters(items=[adapter_pb2.Adapter(id=ADAPTER_ID, vendor="voltha.envoy", version=VERSION,
-                                                           type=ADAPTER_ID, currentReplica=1, totalReplicas=1)])
+                                                           type=ADAPTER_ID, currentReplica=1, totalReplicas=1,
+                                                           last_communication=heard)])
 
 
 def device_types() -> device_pb2.DeviceTypes:

@@ -7,6 +7,13 @@ python -m voltha_core_sim.nbi_client ADDRESS [VERB [ARG ...]] [--json]
   list                         ListDevices, cluster-wide
   get ID ...                   GetDevice
   enable|disable|reboot|delete ID ...
+  ports ID ...                 ListDevicePorts
+  flows ID ...                 ListDeviceFlows
+  pm-configs ID ...            ListDevicePmConfigs
+  logical-devices              ListLogicalDevices, cluster-wide
+  logical-device ID ...        GetLogicalDevice
+  logical-ports ID ...         ListLogicalDevicePorts
+  logical-flows ID ...         ListLogicalDeviceFlows
   adapters | types | version   ListAdapters, ListDeviceTypes, GetVoltha
 
 Errors print the gRPC status and VOLTHA's message, and the exit status is 1. An NBI that serves TLS
@@ -26,7 +33,13 @@ from voltha_protos import common_pb2, device_pb2, voltha_pb2_grpc
 
 CORE_HEADER = "voltha-core-id"  # the trailer every simulated core sets on every answer
 CHANGES = {"enable": "EnableDevice", "disable": "DisableDevice", "reboot": "RebootDevice", "delete": "DeleteDevice"}
-VERBS = ("create", "list", "get", *CHANGES, "adapters", "types", "version")
+# Verbs that ask one thing of each id given: the method, and how an answer is printed as lines.
+BY_ID = {
+    "ports": "ListDevicePorts", "flows": "ListDeviceFlows", "pm-configs": "ListDevicePmConfigs",
+    "logical-device": "GetLogicalDevice", "logical-ports": "ListLogicalDevicePorts",
+    "logical-flows": "ListLogicalDeviceFlows",
+}
+VERBS = ("create", "list", "get", *CHANGES, *BY_ID, "logical-devices", "adapters", "types", "version")
 
 
 def core_of(call) -> str | None:
@@ -131,6 +144,41 @@ def _device_line(device) -> str:
             f"{common_pb2.ConnectStatus.Types.Name(device.connect_status):<12} {device.host_and_port}")
 
 
+def _name(enum, value) -> str:
+    try:
+        return enum.Name(value)
+    except ValueError:
+        return str(value)
+
+
+def _logical_device_line(logical) -> str:
+    return f"{logical.id:<24} {logical.datapath_id:016x}  root {logical.root_device_id}"
+
+
+def _lines_of(verb: str, answer) -> list[str]:
+    """An answer of a BY_ID verb, or of logical-devices, as an operator reads it."""
+    if verb == "ports":
+        return [f"{'PORT':>6} {'TYPE':<14} {'ADMIN':<9} {'OPER':<8} LABEL"] + [
+            f"{p.port_no:>6} {_name(device_pb2.Port.PortType, p.type):<14} "
+            f"{_name(common_pb2.AdminState.Types, p.admin_state):<9} "
+            f"{_name(common_pb2.OperStatus.Types, p.oper_status):<8} {p.label}" for p in answer.items]
+    if verb in ("flows", "logical-flows"):
+        return [f"flow {f.id}: table {f.table_id}, priority {f.priority}, cookie {f.cookie}" for f in answer.items] + [
+            f"{len(answer.items)} flow(s)"]
+    if verb == "pm-configs":
+        return [f"default_freq {answer.default_freq}, grouped {str(answer.grouped).lower()}, freq_override "
+                f"{str(answer.freq_override).lower()}"] + [
+            f"  {m.name} {_name(device_pb2.PmConfig.PmType, m.type)} {'enabled' if m.enabled else 'disabled'}"
+            for m in answer.metrics]
+    if verb == "logical-ports":
+        return [f"{'ID':<8} {'OFP_PORT':>8} {'DEVICE_PORT':>11} ROOT  DEVICE"] + [
+            f"{p.id:<8} {p.ofp_port.port_no:>8} {p.device_port_no:>11} {'yes ' if p.root_port else 'no  '}  "
+            f"{p.device_id}" for p in answer.items]
+    if verb == "logical-device":
+        return [_logical_device_line(answer)]
+    return [_logical_device_line(logical) for logical in answer.items] + [f"{len(answer.items)} logical device(s)"]
+
+
 def run(client: NbiClient, verb: str | None, values: list[str], count: int, timeout: float, as_json: bool) -> list:
     """The lines (or JSON documents) to print."""
     if verb is None:
@@ -150,6 +198,19 @@ def run(client: NbiClient, verb: str | None, values: list[str], count: int, time
             return [json.dumps({"devices": [_data(d) for d in devices.items], "core": core})]
         header = f"{'ID':<24} {'TYPE':<18} {'ADMIN':<15} {'OPER':<10} {'CONNECT':<12} HOST_AND_PORT"
         return [header] + [_device_line(d) for d in devices.items] + [f"{len(devices.items)} device(s), core {core}"]
+    if verb in BY_ID:
+        if not values:
+            raise SystemExit(f"{verb}: give one or more ids")
+        lines = []
+        for asked in values:
+            answer, core = client.call(BY_ID[verb], common_pb2.ID(id=asked), timeout)
+            lines.extend([json.dumps({"id": asked, verb: _data(answer), "core": core})] if as_json else
+                         [f"{asked} (core {core}):", *_lines_of(verb, answer)])
+        return lines
+    if verb == "logical-devices":
+        answer, core = client.call("ListLogicalDevices", empty_pb2.Empty(), timeout)
+        return [json.dumps({"logical_devices": [_data(d) for d in answer.items], "core": core})] if as_json else \
+            [*_lines_of(verb, answer)[:-1], f"{_lines_of(verb, answer)[-1]}, core {core}"]
     if verb in ("get", *CHANGES):
         if not values:
             raise SystemExit(f"{verb}: give one or more device ids")

@@ -22,9 +22,10 @@ from concurrent import futures
 import grpc
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from voltha_protos import common_pb2, device_pb2, voltha_pb2, voltha_pb2_grpc
+from voltha_protos import common_pb2, device_pb2, logical_device_pb2, voltha_pb2, voltha_pb2_grpc
 from voltha_protos import health_pb2 as voltha_health_pb2
 
+from . import flows, olt
 from .core_store import CoreStores
 from .devices import (
     TRANSITIONS,
@@ -164,8 +165,10 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
             raise not_found(device_id)
         return device
 
-    def _change_device(self, name: str, device_id: str, context):
-        """Enable, disable, reboot or delete, where the device's store is served."""
+    def _change_device(self, name: str, device_id: str, context, change=None, request=None):
+        """Enable, disable, reboot or delete (or ``change``, a device -> changed device, for a call
+        ``name`` whose ``request`` goes to the core serving the store as it came), where the device's
+        store is served."""
         prefix = store_of(device_id)
         if prefix is None:
             raise not_found(device_id)
@@ -175,7 +178,7 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
                 if name == "DeleteDevice":
                     moved = not self.stores.delete(device_id)
                 else:
-                    changed = TRANSITIONS[name](device)
+                    changed = (change or TRANSITIONS[name])(device)
                     moved = changed is not device and not self.stores.put(changed)
             if not moved:
                 return empty_pb2.Empty()
@@ -185,7 +188,7 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
             raise DeviceError(grpc.StatusCode.UNAVAILABLE,
                               f"device {device_id!r}: core store {prefix} is moving to another core; try again")
         try:
-            return self._forward(name, common_pb2.ID(id=device_id), context, owner)
+            return self._forward(name, common_pb2.ID(id=device_id) if request is None else request, context, owner)
         except grpc.RpcError as error:
             if error.code() not in PEER_DOWN:
                 raise DeviceError(error.code(), error.details()) from None
@@ -278,6 +281,75 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
     @_answer
     def DeleteDevice(self, request, context):  # noqa: N802
         return self._change_device("DeleteDevice", required_id(request.id), context)
+
+    @_answer
+    def ListDevicePorts(self, request, context):  # noqa: N802
+        return olt.ports(self._find(required_id(request.id), context))
+
+    @_answer
+    def ListDevicePmConfigs(self, request, context):  # noqa: N802
+        return olt.pm_configs(self._find(required_id(request.id), context))
+
+    @_answer
+    def ListDeviceFlows(self, request, context):  # noqa: N802
+        return flows.flows_of(self._find(required_id(request.id), context))  # one OLT: the logical device's table
+
+    def _store_devices(self, prefix: str, context) -> list:
+        """The devices of one store: from memory, from the core serving it, or from Consul."""
+        if self.stores.serves(prefix):
+            devices, loading = self.stores.local_devices([prefix])
+            if not loading:
+                return devices
+            why = f"core store {prefix} is still loading"
+        else:
+            owner = None if self._forwarded(context) else self._owner(prefix)
+            why = f"no core serves core store {prefix}"
+            if owner is not None:
+                try:
+                    return list(self.peers.stub(owner[1], owner[2]).ListDevices(
+                        empty_pb2.Empty(), timeout=self._timeout(context),
+                        metadata=((FORWARDED_HEADER, self.core_id), (STORES_HEADER, prefix))).items)
+                except grpc.RpcError as error:
+                    why = f"core {owner[0]} serving core store {prefix} does not answer ({error.code().name})"
+        return self._consul_read(lambda: self.stores.read_store(prefix), f"core store {prefix}", why)
+
+    def _root_of(self, logical_id: str, context):
+        """The enabled OLT whose logical device has this id (its store is the id's); NOT_FOUND naming the id."""
+        prefix = store_of(required_id(logical_id))
+        if prefix is not None:
+            for device in self._store_devices(prefix, context):
+                if olt.has_logical_device(device) and olt.logical_device_id(device) == logical_id:
+                    return device
+        raise DeviceError(grpc.StatusCode.NOT_FOUND, f"logical device {logical_id!r} not found")
+
+    @_answer
+    def ListLogicalDevices(self, request, context):  # noqa: N802
+        return logical_device_pb2.LogicalDevices(
+            items=[olt.logical_device(d) for d in self._list(context) if olt.has_logical_device(d)])
+
+    @_answer
+    def GetLogicalDevice(self, request, context):  # noqa: N802
+        return olt.logical_device(self._root_of(request.id, context))
+
+    @_answer
+    def ListLogicalDevicePorts(self, request, context):  # noqa: N802
+        return olt.logical_ports(self._root_of(request.id, context))
+
+    @_answer
+    def ListLogicalDeviceFlows(self, request, context):  # noqa: N802
+        return flows.flows_of(self._root_of(request.id, context))
+
+    @_answer
+    def UpdateLogicalDeviceFlowTable(self, request, context):  # noqa: N802
+        root = self._root_of(request.id, context)
+        flows.updated(flows.flows_of(root), request.flow_mod)  # a flow_mod refused is refused here, by any core
+
+        def change(device):  # under the store's lock, on the core serving it: the OLT as it is now
+            if not olt.has_logical_device(device) or olt.logical_device_id(device) != request.id:
+                raise DeviceError(grpc.StatusCode.NOT_FOUND, f"logical device {request.id!r} not found")
+            return flows.with_flows(device, flows.updated(flows.flows_of(device), request.flow_mod))
+
+        return self._change_device("UpdateLogicalDeviceFlowTable", root.id, context, change, request)
 
     @_answer
     def GetVoltha(self, request, context):  # noqa: N802
