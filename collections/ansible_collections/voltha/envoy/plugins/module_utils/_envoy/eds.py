@@ -5,7 +5,7 @@ endpoints of each go under, change after change.
 
 Both ways envoyd hands Envoy a config without restarting it take a core cluster's endpoints apart from
 the cluster: files (files.py: xds/cds.json, and a file of endpoints per cluster in xds/eds/) and ADS
-(xds.py). A change of the cores then changes only the endpoints, which Envoy takes without rebuilding
+(envoyd's xds.py). A change of the cores then changes only the endpoints, which Envoy takes without rebuilding
 the cluster or checking every core anew. EndpointNames says when the cluster must be sent anew all the
 same. Pure Python: no Envoy, no protobuf.
 """

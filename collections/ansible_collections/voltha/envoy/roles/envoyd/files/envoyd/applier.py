@@ -92,7 +92,7 @@ class ConfigApplier:
         self.settings = settings
         self.ads = ads  # the ADS server (xds mode): the config goes to Envoy as a snapshot
         self.builder = ResourceBuilder() if settings.reload == "xds" else None
-        # The names each cluster's endpoints go under (eds.py), in the dynamic and the xds mode.
+        # The names each cluster's endpoints go under (_envoy/eds.py), in the dynamic and the xds mode.
         self.endpoint_names = self.builder.names if self.builder else EndpointNames()
         self.open_files = open_files  # the open-files limit Envoy inherits (None: not known)
         self.sockets_short = False  # whether the last assignment may need more sockets than that

@@ -56,7 +56,7 @@ class XdsState:
 
 
 def file_version(text):
-    """The version_info a resource file written by files.py starts with (None when it has none)."""
+    """The version_info a resource file written by _envoy/files.py starts with (None when it has none)."""
     match = _VERSION_INFO.match(text)
     return match.group(1) if match else None
 

@@ -103,7 +103,7 @@ def resources(config, names=None):
 
 class ResourceBuilder:
     """A rendered bootstrap -> {type url: [(name, protobuf bytes)]}, change after change: the endpoints
-    of a cluster under the names EndpointNames gives them (eds.py), each resource encoded once."""
+    of a cluster under the names EndpointNames gives them (_envoy/eds.py), each resource encoded once."""
 
     def __init__(self):
         self.encoder = Encoder()
