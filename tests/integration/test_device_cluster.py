@@ -129,6 +129,15 @@ def test_an_operators_session_with_an_olt_answers_alike_from_every_core(consul_a
         for client in clients:
             code, details = code_of(lambda c=client: c.call("ListDevicePorts", common_pb2.ID(id=olt.id)))
             assert (code, details) == (grpc.StatusCode.NOT_FOUND, f"device {olt.id!r} not found")
+        # Two OLTs of one store with one MAC address would be one logical device: the second is refused.
+        twins = [clients[1].call("CreateDevice", device_pb2.Device(type="openolt", mac_address="00:0a:95:9d:68:16"))[0]
+                 for _twin in range(2)]
+        assert store_of(twins[0].id) == store_of(twins[1].id)  # both made by one core, in its store
+        nbi.change("enable", twins[0].id)
+        code, details = code_of(lambda: nbi.change("enable", twins[1].id))
+        assert (code, details) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"device {twins[1].id!r} cannot be enabled: OLT {twins[0].id!r} of the same MAC "
+                                   f"address is the root of logical device '{store_of(twins[0].id)}:000a959d6816'")
         code, details = code_of(lambda: nbi.call("SelfTest", common_pb2.ID(id=olt.id)))
         assert (code, details) == (grpc.StatusCode.UNIMPLEMENTED,
                                    "voltha.VolthaService/SelfTest is not simulated by this core")

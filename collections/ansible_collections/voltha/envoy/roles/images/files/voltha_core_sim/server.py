@@ -268,7 +268,21 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
 
     @_answer
     def EnableDevice(self, request, context):  # noqa: N802
-        return self._change_device("EnableDevice", required_id(request.id), context)
+        device_id = required_id(request.id)
+
+        def change(device):  # under the store's lock, on the core serving it
+            enabled = TRANSITIONS["EnableDevice"](device)
+            if olt.has_logical_device(enabled):  # one logical device per id, as VOLTHA refuses a second
+                logical_id = olt.logical_device_id(enabled)
+                for other in self.stores.local_devices([store_of(device_id)])[0]:
+                    if other.id != device_id and olt.has_logical_device(other) \
+                            and olt.logical_device_id(other) == logical_id:
+                        raise DeviceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                          f"device {device_id!r} cannot be enabled: OLT {other.id!r} of the same "
+                                          f"MAC address is the root of logical device {logical_id!r}")
+            return enabled
+
+        return self._change_device("EnableDevice", device_id, context, change)
 
     @_answer
     def DisableDevice(self, request, context):  # noqa: N802
