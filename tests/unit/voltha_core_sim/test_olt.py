@@ -42,6 +42,8 @@ def test_an_enabled_olt_is_the_root_of_a_logical_device_any_core_can_place():
     assert logical.root_device_id == device.id
     assert devices.store_of(logical.id) == "vcore-1" and logical.id != device.id
     assert logical.id == olt.logical_device_id(device)  # the same on every core: from the record alone
+    assert olt.is_root_of(device, logical.id) and not olt.is_root_of(devices.disabled(device), logical.id)
+    assert not olt.is_root_of(device, device.id)
     assert logical.datapath_id == int(logical.id.split(":")[1], 16) == logical.switch_features.datapath_id
     assert (logical.desc.mfr_desc, logical.desc.hw_desc, logical.desc.serial_num) == (
         "VOLTHA Project", "simulated pon", "SIM0001")

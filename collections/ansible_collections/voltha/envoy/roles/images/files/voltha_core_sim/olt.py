@@ -41,6 +41,11 @@ def has_logical_device(device: device_pb2.Device) -> bool:
     return is_olt(device) and device.admin_state == ADMIN.ENABLED
 
 
+def is_root_of(device: device_pb2.Device, logical_id: str) -> bool:
+    """Whether the device is the enabled OLT whose logical device has this id."""
+    return has_logical_device(device) and logical_device_id(device) == logical_id
+
+
 def datapath_hex(device: device_pb2.Device) -> str:
     """The 12 hexadecimal digits of the logical device's datapath id: the OLT's MAC address when it has
     one (as VOLTHA takes it), else digits drawn from the device id, the same on every core."""

@@ -196,6 +196,13 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
                               f"device {device_id!r}: core {owner[0]} serving core store {prefix} does not answer "
                               f"({error.code().name}); try again when the store has moved") from None
 
+    def _list_on(self, owner, prefixes, context, future=False):
+        """ListDevices of the stores ``prefixes`` on the core ``owner`` serving them (a call, or its future)."""
+        method = self.peers.stub(owner[1], owner[2]).ListDevices
+        return (method.future if future else method)(
+            empty_pb2.Empty(), timeout=self._timeout(context),
+            metadata=((FORWARDED_HEADER, self.core_id), (STORES_HEADER, ",".join(prefixes))))
+
     def _list(self, context) -> list:
         """Every device of the cluster, each once (or, forwarded, those of the stores asked for)."""
         metadata = dict(context.invocation_metadata() or ())
@@ -211,10 +218,8 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
                 owner = self._owner(prefix)
                 if owner is not None and not self.stores.serves(prefix):
                     by_owner.setdefault(owner, []).append(prefix)
-            calls = {owner: self.peers.stub(owner[1], owner[2]).ListDevices.future(
-                empty_pb2.Empty(), timeout=self._timeout(context),
-                metadata=((FORWARDED_HEADER, self.core_id), (STORES_HEADER, ",".join(prefixes))))
-                for owner, prefixes in by_owner.items()}
+            calls = {owner: self._list_on(owner, prefixes, context, future=True)
+                     for owner, prefixes in by_owner.items()}
             for owner, call in calls.items():
                 try:
                     devices.extend(call.result().items)
@@ -275,8 +280,7 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
             if olt.has_logical_device(enabled):  # one logical device per id, as VOLTHA refuses a second
                 logical_id = olt.logical_device_id(enabled)
                 for other in self.stores.local_devices([store_of(device_id)])[0]:
-                    if other.id != device_id and olt.has_logical_device(other) \
-                            and olt.logical_device_id(other) == logical_id:
+                    if other.id != device_id and olt.is_root_of(other, logical_id):
                         raise DeviceError(grpc.StatusCode.FAILED_PRECONDITION,
                                           f"device {device_id!r} cannot be enabled: OLT {other.id!r} of the same "
                                           f"MAC address is the root of logical device {logical_id!r}")
@@ -320,9 +324,7 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
             why = f"no core serves core store {prefix}"
             if owner is not None:
                 try:
-                    return list(self.peers.stub(owner[1], owner[2]).ListDevices(
-                        empty_pb2.Empty(), timeout=self._timeout(context),
-                        metadata=((FORWARDED_HEADER, self.core_id), (STORES_HEADER, prefix))).items)
+                    return list(self._list_on(owner, [prefix], context).items)
                 except grpc.RpcError as error:
                     why = f"core {owner[0]} serving core store {prefix} does not answer ({error.code().name})"
         return self._consul_read(lambda: self.stores.read_store(prefix), f"core store {prefix}", why)
@@ -332,7 +334,7 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
         prefix = store_of(required_id(logical_id))
         if prefix is not None:
             for device in self._store_devices(prefix, context):
-                if olt.has_logical_device(device) and olt.logical_device_id(device) == logical_id:
+                if olt.is_root_of(device, logical_id):
                     return device
         raise DeviceError(grpc.StatusCode.NOT_FOUND, f"logical device {logical_id!r} not found")
 
@@ -359,7 +361,7 @@ class CoreServicer(voltha_pb2_grpc.VolthaServiceServicer):
         flows.updated(flows.flows_of(root), request.flow_mod)  # a flow_mod refused is refused here, by any core
 
         def change(device):  # under the store's lock, on the core serving it: the OLT as it is now
-            if not olt.has_logical_device(device) or olt.logical_device_id(device) != request.id:
+            if not olt.is_root_of(device, request.id):
                 raise DeviceError(grpc.StatusCode.NOT_FOUND, f"logical device {request.id!r} not found")
             return flows.with_flows(device, flows.updated(flows.flows_of(device), request.flow_mod))
 
