@@ -133,6 +133,8 @@ _COUNT_VARIABLES = {"health_check_unhealthy_threshold": (1, 100), "health_check_
                     "outlier_consecutive_failures": (0, 1000), "outlier_max_ejection_percent": (0, 100),
                     "healthy_panic_threshold": (0, 100),
                     "retry_budget_percent": (0, 100), "retry_budget_min_concurrency": (0, 100000)}
+# Counts that may also be "auto": worked out for each assignment (see panic_threshold).
+_AUTO_COUNT_VARIABLES = ("healthy_panic_threshold",)
 
 _PLAIN_ASCII = re.compile(r"[\x20-\x7e]*\Z")
 _YAML_BREAKS = (0x85, 0x2028, 0x2029, 0xFEFF)  # line breaks (folded to spaces) and the byte order mark
@@ -239,7 +241,8 @@ def merge_variables(overrides):
         merged[name] = "" if zero_is_off and written == "0s" else written
     for name, (lowest, highest) in _COUNT_VARIABLES.items():
         value = merged[name]
-        if name == "healthy_panic_threshold" and value == "auto":
+        auto = name in _AUTO_COUNT_VARIABLES
+        if auto and value == "auto":
             continue
         try:
             number = None if isinstance(value, bool) else int(value)
@@ -247,8 +250,7 @@ def merge_variables(overrides):
             number = None
         if number is None or not lowest <= number <= highest:
             raise RenderError("template variable %s must be %san integer from %d to %d, got %s"
-                              % (name, "auto or " if name == "healthy_panic_threshold" else "", lowest, highest,
-                                 json.dumps(value)))
+                              % (name, "auto or " if auto else "", lowest, highest, json.dumps(value)))
         merged[name] = number
     for pattern in merged["read_methods"]:
         try:
@@ -297,11 +299,11 @@ class Renderer:
         except jinja2.TemplateSyntaxError as err:
             raise RenderError("template %s line %s: %s" % (template_name, err.lineno, err.message)) from err
 
-    def render(self, cores, kinds=None):
+    def render(self, cores, kinds=None, serving=None):
         """Render the bootstrap for a tuple of Cores; raises RenderError naming the problem. ``kinds``:
-        {host: kind} from the parse (else each host's kind is found here)."""
+        {host: kind} from the parse, ``serving``: distinct_cores(cores) (else both are worked out here)."""
         context = dict(self.variables)
-        context.update(template_context(cores, self._uses, kinds))
+        context.update(template_context(cores, self._uses, kinds, serving))
         context.update(paced_health_checks(self.variables, context["core_count"]))
         context["healthy_panic_threshold"] = panic_threshold(self.variables["healthy_panic_threshold"],
                                                              context["core_count"])
@@ -324,7 +326,7 @@ class Renderer:
         return Rendered(text, config, fmt)
 
 
-def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type"), kinds=None):
+def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type"), kinds=None, serving=None):
     """What a template gets from the assignment.
 
     cores: one mapping per core (prefix: its first store, prefixes: every store it serves, id, host,
@@ -334,7 +336,7 @@ def template_context(cores, uses=("cores", "lb_endpoints", "cluster_type"), kind
     core_count: how many distinct cores there are.
     A core serving several stores is one endpoint: its share of the calls does not grow with them.
     """
-    distinct = distinct_cores(cores)
+    distinct = distinct_cores(cores) if serving is None else serving
     kinds = [kinds[c.host] for c in distinct] if kinds is not None else [host_kind(c.host) for c in distinct]
     context = {"cluster_type": "STATIC" if "dns" not in kinds else "STRICT_DNS", "core_count": len(distinct)}
     if "cores" in uses:
@@ -451,11 +453,11 @@ def build(renderer, value, key=DEFAULT_KEY, allowed_networks=None, lap=None):
                              kinds=kinds)
     if lap:
         lap("parse")
-    rendered = renderer.render(cores, kinds)
+    serving = distinct_cores(cores)
+    rendered = renderer.render(cores, kinds, serving)
     if lap:
         lap("render")
-    return Built(cores, distinct_cores(cores), kinds, rendered, secret_files(renderer.variables),
-                 sha256_text(rendered.text))
+    return Built(cores, serving, kinds, rendered, secret_files(renderer.variables), sha256_text(rendered.text))
 
 
 def renderer_for(template_path, variables, sds_dir):
